@@ -1,0 +1,21 @@
+# The two commands a newcomer needs: `make repro` and `make test`. Both set up .venv first.
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+export PATH := $(CURDIR)/$(BIN):$(PATH)
+
+.PHONY: install repro test
+
+# Re-install only when the dependency pins change; a no-op otherwise.
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(BIN)/python || python3 -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+repro: install
+	dvc repro
+
+test: install
+	python -m pytest

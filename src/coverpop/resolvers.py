@@ -1,0 +1,79 @@
+"""Resolvers: for each track, where its cover is and its bytes. The engine does the rest."""
+
+import hashlib
+import re
+from pathlib import Path
+
+import pandas as pd
+
+from coverpop import demo
+from coverpop.errors import CoverpopError
+from coverpop.params import choice
+from coverpop.scrape import CoverError, CoverRef
+from coverpop.sources import local_images_dir
+
+RESOLVERS = ("auto", "demo", "local")
+
+
+class DemoResolver:
+    """Renders the synthetic covers the demo table describes."""
+
+    name = "demo"
+
+    def __init__(self, tracks: pd.DataFrame):
+        if "demo_seed" not in tracks.columns:
+            raise CoverpopError("scrape.resolver=demo needs the demo table (data.source=demo)")
+        self.albums = tracks.drop_duplicates("album_id").set_index("album_id").to_dict("index")
+
+    def resolve(self, row: dict) -> CoverRef:
+        return CoverRef(cover_id=row["album_id"], album_id=row["album_id"],
+                        album_name=row.get("album_name", ""))
+
+    def fetch(self, ref: CoverRef) -> bytes:
+        return demo.cover_bytes(self.albums[ref.album_id])
+
+
+def local_cover_id(name: str) -> str:
+    """A file-safe key that stays unique when two folders hold files of the same name."""
+    stem = re.sub(r"[^A-Za-z0-9_-]", "_", Path(name).stem)[:48]
+    return f"{stem}-{hashlib.sha1(name.encode()).hexdigest()[:8]}"
+
+
+class LocalResolver:
+    """A user's own images: column `image` names a file inside the images folder."""
+
+    name = "local"
+
+    def __init__(self, images_dir: str | Path):
+        self.root = Path(images_dir).resolve()
+
+    def resolve(self, row: dict) -> CoverRef:
+        name = str(row["image"])
+        path = (self.root / name).resolve()
+        if not path.is_relative_to(self.root):
+            raise CoverError("bad_path", f"{name} is outside {self.root}")
+        cover_id = local_cover_id(name)
+        album = row.get("album_id")
+        return CoverRef(cover_id=cover_id, album_id=album if isinstance(album, str) and album else "",
+                        album_name=str(row.get("album_name") or ""), url=str(path))
+
+    def fetch(self, ref: CoverRef) -> bytes:
+        try:
+            return Path(ref.url).read_bytes()
+        except FileNotFoundError:
+            raise CoverError("missing_file", ref.url) from None
+        except OSError as err:
+            raise CoverError("unreadable_file", f"{ref.url}: {err.strerror}") from None
+
+
+def make_resolver(name: str, tracks: pd.DataFrame, data_params: dict):
+    """`auto` follows data.source: demo renders, local reads the user's folder."""
+    choice(name, RESOLVERS, "scrape.resolver")
+    if name == "auto":
+        name = {"demo": "demo", "local": "local"}.get(data_params.get("source"), "")
+        if not name:
+            raise CoverpopError(f"params.yaml: scrape.resolver=auto has no resolver for "
+                                f"data.source={data_params.get('source')!r}; set scrape.resolver")
+    if name == "demo":
+        return DemoResolver(tracks)
+    return LocalResolver(local_images_dir(data_params))

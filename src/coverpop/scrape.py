@@ -1,0 +1,188 @@
+"""The scrape engine: track rows in, verified covers on disk and a manifest out.
+
+Resumable by design: every finished track is appended to `journal.jsonl` as it completes and
+every cover is written atomically, so a killed run loses at most the covers in flight, and the
+next run skips what is done. Resolvers (demo, local, Spotify, ...) only say where a cover is and
+hand over its bytes; decoding, verifying and storing happen here, once, for all of them.
+"""
+
+import json
+import threading
+from collections import Counter
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Protocol
+
+import pandas as pd
+from tqdm import tqdm
+
+from coverpop.atomic import write_bytes
+from coverpop.errors import CoverpopError
+from coverpop.images import BadImage, normalize_cover, sha256
+
+MANIFEST_COLUMNS = ["track_id", "cover_id", "album_id", "album_name", "release_date", "file",
+                    "width", "height", "sha256", "status", "error"]
+
+
+@dataclass
+class CoverRef:
+    cover_id: str  # file and dedupe key, [A-Za-z0-9_-]+
+    album_id: str = ""
+    album_name: str = ""
+    release_date: str = ""
+    url: str = ""  # http(s) URL or local path; "" when the resolver renders the cover
+
+
+class CoverError(Exception):
+    """One track failed; it is recorded in the manifest and the run goes on."""
+
+    def __init__(self, reason: str, detail: str = "", retryable: bool = False):
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason, self.detail, self.retryable = reason, detail, retryable
+
+
+class StopScrape(Exception):
+    """Stop the whole run now (e.g. a daily quota); finished work is kept."""
+
+
+class Resolver(Protocol):
+    name: str
+
+    def resolve(self, row: dict) -> CoverRef: ...
+
+    def fetch(self, ref: CoverRef) -> bytes: ...
+
+
+@dataclass
+class Record:
+    track_id: str
+    cover_id: str = ""
+    album_id: str = ""
+    album_name: str = ""
+    release_date: str = ""
+    file: str = ""
+    width: int = 0
+    height: int = 0
+    sha256: str = ""
+    status: str = "failed"
+    error: str = ""
+    retryable: bool = False
+
+
+def read_journal(path: Path) -> dict[str, dict]:
+    """Last record per track; a line cut short by a kill is ignored."""
+    records: dict[str, dict] = {}
+    if path.exists():
+        for line in path.read_text(encoding="utf-8").splitlines():
+            try:
+                rec = json.loads(line)
+                records[rec["track_id"]] = rec
+            except (json.JSONDecodeError, KeyError, TypeError):
+                continue
+    return records
+
+
+class Scraper:
+    def __init__(self, resolver: Resolver, out_dir: str | Path, size: int = 300):
+        self.resolver, self.size = resolver, size
+        self.out_dir = Path(out_dir)
+        self.images = self.out_dir / "images"
+        self.journal = self.out_dir / "journal.jsonl"
+        self._locks: dict[str, threading.Lock] = {}
+        self._locks_guard = threading.Lock()
+
+    def _lock(self, cover_id: str) -> threading.Lock:
+        with self._locks_guard:
+            return self._locks.setdefault(cover_id, threading.Lock())
+
+    def is_done(self, rec: dict | None) -> bool:
+        if not rec:
+            return False
+        if rec["status"] == "ok":
+            return rec.get("width") == self.size and Path(rec["file"]).is_file()
+        return not rec.get("retryable", False)  # a permanent failure is not retried
+
+    def one(self, row: dict) -> Record:
+        rec = Record(track_id=str(row["track_id"]))
+        try:
+            ref = self.resolver.resolve(row)
+            rec.cover_id, rec.album_id = ref.cover_id, ref.album_id or ref.cover_id
+            rec.album_name, rec.release_date = ref.album_name, ref.release_date
+            path = self.images / f"{ref.cover_id}.jpg"
+            # One lock per cover: tracks of one album fetch their shared cover once.
+            with self._lock(ref.cover_id):
+                if path.is_file():
+                    data = path.read_bytes()
+                else:
+                    try:
+                        data, _, _ = normalize_cover(self.resolver.fetch(ref), self.size)
+                    except BadImage as err:
+                        raise CoverError("corrupt_image", str(err)) from None
+                    write_bytes(path, data)
+            rec.file, rec.width, rec.height = str(path), self.size, self.size
+            rec.sha256, rec.status = sha256(data), "ok"
+        except CoverError as err:
+            rec.error, rec.retryable = str(err), err.retryable
+        return rec
+
+    def run(self, rows: list[dict], workers: int = 4, progress: bool = True) -> list[dict]:
+        """Scrape every row not done yet; return the journal's records for `rows`."""
+        self.images.mkdir(parents=True, exist_ok=True)
+        done = read_journal(self.journal)
+        if done:  # covers stored at another size are redone
+            for rec in done.values():
+                if rec["status"] == "ok" and rec.get("width") != self.size:
+                    Path(rec["file"]).unlink(missing_ok=True)
+        todo = [r for r in rows if not self.is_done(done.get(str(r["track_id"])))]
+        bar = tqdm(total=len(todo), unit="cover", desc=f"scrape ({self.resolver.name})",
+                   disable=not progress, smoothing=0.1)
+        failures: Counter = Counter()
+        with self.journal.open("a", encoding="utf-8") as journal, \
+                ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+            pending = {pool.submit(self.one, row) for row in todo}
+            stop: BaseException | None = None
+            try:
+                while pending:
+                    finished, pending = wait(pending, return_when=FIRST_EXCEPTION)
+                    for fut in finished:
+                        if fut.cancelled():
+                            continue
+                        if fut.exception():
+                            stop = stop or fut.exception()
+                            continue
+                        rec = asdict(fut.result())
+                        journal.write(json.dumps(rec) + "\n")
+                        journal.flush()
+                        done[rec["track_id"]] = rec
+                        if rec["status"] != "ok":
+                            failures[rec["error"].split(":")[0]] += 1
+                            bar.set_postfix(failed=sum(failures.values()))
+                        bar.update()
+                    if stop:  # start nothing new; covers in flight finish and are journaled
+                        for fut in pending:
+                            fut.cancel()
+            except BaseException:  # Ctrl-C: drop what has not started
+                for fut in pending:
+                    fut.cancel()
+                raise
+            finally:
+                bar.close()
+        if stop:
+            raise stop
+        return [done[str(r["track_id"])] for r in rows if str(r["track_id"]) in done]
+
+
+def manifest_frame(records: list[dict]) -> pd.DataFrame:
+    return pd.DataFrame(records, columns=MANIFEST_COLUMNS)
+
+
+def check_success(manifest: pd.DataFrame, min_success: float) -> str:
+    """A one-line summary; raise when too few covers were scraped to train on."""
+    ok = int((manifest["status"] == "ok").sum())
+    reasons = manifest.loc[manifest["status"] != "ok", "error"].str.split(":").str[0]
+    by_reason = ", ".join(f"{r} {n}" for r, n in reasons.value_counts().items())
+    summary = f"{ok} of {len(manifest)} covers ok" + (f"; failed: {by_reason}" if by_reason else "")
+    if len(manifest) and ok / len(manifest) < min_success:
+        raise CoverpopError(f"too few covers: {summary} (below scrape.min_success={min_success})")
+    return summary

@@ -1,0 +1,43 @@
+"""Train/val/test split: grouped (album or artist never in two splits), stratified by popularity."""
+
+import numpy as np
+import pandas as pd
+from sklearn.model_selection import StratifiedGroupKFold
+
+from coverpop.errors import CoverpopError
+from coverpop.params import choice
+from coverpop.selection import popularity_bins
+
+GROUP_BY = ("album", "artist")
+
+
+def _carve(y: np.ndarray, groups: np.ndarray, frac: float, seed: int) -> np.ndarray:
+    """Boolean mask of about `frac` of rows, whole groups only, each popularity bin in proportion."""
+    k = max(2, round(1 / frac))
+    folds = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
+    _, held = next(folds.split(np.zeros(len(y)), y, groups))
+    mask = np.zeros(len(y), dtype=bool)
+    mask[held] = True
+    return mask
+
+
+def split(df: pd.DataFrame, group_by: str = "album", val: float = 0.15, test: float = 0.15,
+          seed: int = 0, n_bins: int = 5) -> pd.Series:
+    choice(group_by, GROUP_BY, "split.group_by")
+    if not (0 < val < 1 and 0 < test < 1 and val + test < 1):
+        raise CoverpopError(f"params.yaml: split.val={val} and split.test={test} must be "
+                            f"fractions with val + test < 1")
+    if len(df) < 10:
+        raise CoverpopError(f"only {len(df)} covers left after dedupe: too few to split")
+    column = "album_id" if group_by == "album" else "artist_name"
+    if column not in df.columns or df[column].isna().all():
+        raise CoverpopError(f"split.group_by={group_by} needs column '{column}'")
+    groups = df[column].fillna(df["track_id"]).to_numpy()
+    y = popularity_bins(df["popularity"], n_bins)
+    labels = np.array(["train"] * len(df), dtype=object)
+    is_test = _carve(y, groups, test, seed)
+    labels[is_test] = "test"
+    rest = np.flatnonzero(~is_test)
+    is_val = _carve(y[rest], groups[rest], val / (1 - test), seed + 1)
+    labels[rest[is_val]] = "val"
+    return pd.Series(labels, index=df.index, name="split")

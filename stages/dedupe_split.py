@@ -1,0 +1,44 @@
+"""Stage dedupe_split: one row per album and per cover, then a grouped, stratified split."""
+
+import argparse
+
+import pandas as pd
+
+from coverpop.atomic import write_csv, write_json
+from coverpop.dedupe import REASONS, dedupe
+from coverpop.errors import run_stage
+from coverpop.params import load_params
+from coverpop.splitting import split
+from coverpop.tables import read_tracks
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("selected")
+    ap.add_argument("manifest")
+    ap.add_argument("out")
+    ap.add_argument("removed")
+    ap.add_argument("report")
+    args = ap.parse_args()
+    params = load_params()
+    d, s = params["dedupe"], params["split"]
+    tracks = read_tracks(args.selected)
+    manifest = pd.read_csv(args.manifest, dtype=str, keep_default_na=False)
+    ok = manifest[manifest["status"] == "ok"]
+    cover_cols = ["track_id", "cover_id", "album_id", "file", "sha256"]
+    joined = tracks.drop(columns=["album_id"], errors="ignore").merge(ok[cover_cols], on="track_id")
+    kept, removed = dedupe(joined, d["representative"], int(d["phash_threshold"]), params["seed"])
+    kept["split"] = split(kept, s["group_by"], float(s["val"]), float(s["test"]), params["seed"])
+    write_csv(args.out, kept)
+    write_csv(args.removed, removed)
+    report = {
+        "selected": len(tracks), "scrape_failed": int(len(manifest) - len(ok)),
+        **{f"removed_{r}": int((removed["reason"] == r).sum()) for r in REASONS},
+        "covers": len(kept), **{k: int(v) for k, v in kept["split"].value_counts().items()},
+    }
+    write_json(args.report, report)
+    print("dedupe_split: " + ", ".join(f"{k} {v}" for k, v in report.items()))
+
+
+if __name__ == "__main__":
+    run_stage(main)

@@ -1,0 +1,58 @@
+"""Stage evaluate: the model and the baselines on the test split, gains with bootstrap CIs."""
+
+import argparse
+from pathlib import Path
+
+import pandas as pd
+
+from coverpop.atomic import write_csv, write_json
+from coverpop.baselines import genre_year_baseline, mean_baseline, random_baseline
+from coverpop.data import load_images
+from coverpop.errors import run_stage
+from coverpop.metrics import gain_ci, regression_metrics
+from coverpop.params import load_params
+from coverpop.predict import load_predictor
+from coverpop.report import gallery, predictions_frame
+
+GAIN_METRICS = ("mae", "rmse", "r2", "spearman")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("split")
+    ap.add_argument("model")
+    ap.add_argument("metrics_out")
+    ap.add_argument("plots_dir")
+    args = ap.parse_args()
+    params = load_params()
+    e, seed = params["evaluate"], int(params["seed"])
+
+    rows = pd.read_csv(args.split)
+    train, test = rows[rows["split"] == "train"], rows[rows["split"] == "test"]
+    predictor = load_predictor(args.model)
+    predicted = predictor.predict_uint8(load_images(test["file"].tolist(), predictor.image_size))
+    y = test["popularity"].to_numpy()
+
+    baselines = {"mean": mean_baseline(train, test), "random": random_baseline(train, test, seed)}
+    genre_year = genre_year_baseline(train, test)
+    if genre_year is not None:
+        baselines["genre_year"] = genre_year
+    report = {"test_covers": len(test), "model": regression_metrics(y, predicted)}
+    for name, base in baselines.items():
+        report[f"baseline_{name}"] = regression_metrics(y, base)
+    for name, base in baselines.items():
+        report[f"gain_vs_{name}"] = {m: gain_ci(y, predicted, base, m, int(e["bootstrap"]), seed)
+                                     for m in GAIN_METRICS}
+    write_json(args.metrics_out, report)
+
+    plots = Path(args.plots_dir)
+    write_csv(plots / "predictions.csv", predictions_frame(test, predicted))
+    gallery(test, predicted, plots / "gallery.png", per_row=int(e["gallery"]))
+    m, g = report["model"], report["gain_vs_mean"]["spearman"]
+    print(f"evaluate: MAE {m['mae']:.2f}  RMSE {m['rmse']:.2f}  R² {m['r2']:.3f}  "
+          f"Spearman {m['spearman']:.3f} (vs mean: +{g['value']:.3f}, 95% CI "
+          f"{g['ci_low']:.3f}..{g['ci_high']:.3f}) -> {args.metrics_out}")
+
+
+if __name__ == "__main__":
+    run_stage(main)

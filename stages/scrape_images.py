@@ -1,0 +1,31 @@
+"""Stage scrape_images: one verified cover per track, resumable, and a manifest."""
+
+import argparse
+
+from coverpop.atomic import write_csv
+from coverpop.errors import run_stage
+from coverpop.params import load_params
+from coverpop.resolvers import make_resolver
+from coverpop.scrape import Scraper, check_success, manifest_frame
+from coverpop.tables import read_tracks
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("selected")
+    ap.add_argument("covers_dir")
+    ap.add_argument("manifest")
+    args = ap.parse_args()
+    params = load_params()
+    p = params["scrape"]
+    tracks = read_tracks(args.selected)
+    resolver = make_resolver(p["resolver"], tracks, params["data"])
+    scraper = Scraper(resolver, args.covers_dir, size=int(p["size"]))
+    records = scraper.run(tracks.to_dict("records"), workers=int(p["workers"]))
+    manifest = manifest_frame(records)
+    write_csv(args.manifest, manifest)
+    print(f"scrape_images: {check_success(manifest, float(p['min_success']))} -> {args.manifest}")
+
+
+if __name__ == "__main__":
+    run_stage(main)

@@ -1,0 +1,27 @@
+"""Stage select_tracks: N tracks to scrape, seeded, optionally filtered and stratified."""
+
+import argparse
+
+from coverpop.atomic import write_csv
+from coverpop.errors import run_stage
+from coverpop.params import load_params
+from coverpop.selection import select_tracks
+from coverpop.tables import read_tracks
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("tracks")
+    ap.add_argument("out")
+    args = ap.parse_args()
+    params = load_params()
+    p = params["select"]
+    tracks = read_tracks(args.tracks)
+    chosen = select_tracks(tracks, n=int(p["n"]), strategy=p["strategy"], seed=params["seed"],
+                           years=p.get("years"), genres=p.get("genres"))
+    write_csv(args.out, chosen)
+    print(f"select_tracks: {len(chosen)} of {len(tracks)} tracks ({p['strategy']}) -> {args.out}")
+
+
+if __name__ == "__main__":
+    run_stage(main)

@@ -1,0 +1,48 @@
+"""A user's own covers: real image files that ship with matplotlib, one corrupt, one missing."""
+
+import shutil
+
+import pandas as pd
+import pytest
+from matplotlib import cbook
+from PIL import Image
+
+from conftest import run, set_params
+
+pytestmark = pytest.mark.slow
+
+
+def test_local_source_scrapes_real_files_and_reports_bad_ones(tiny_repo, tmp_path):
+    images = tmp_path / "my covers"
+    images.mkdir()
+    shipped = ["grace_hopper.jpg", "logo2.png", "Minduka_Present_Blue_Pack.png"]
+    for name in shipped:
+        with cbook.get_sample_data(name) as f:
+            (images / name).write_bytes(f.read())
+    Image.open(images / "grace_hopper.jpg").rotate(90).save(images / "sub_rotated.jpg")
+    good = (images / "grace_hopper.jpg").read_bytes()
+    (images / "broken.jpg").write_bytes(good[: len(good) // 3])
+    rows = [("g", 71, "grace_hopper.jpg"), ("l", 12, "logo2.png"),
+            ("m", 40, "Minduka_Present_Blue_Pack.png"), ("r", 33, "sub_rotated.jpg"),
+            ("b", 50, "broken.jpg"), ("x", 5, "not_there.jpg")]
+    csv = tmp_path / "mine.csv"
+    pd.DataFrame(rows, columns=["track_id", "popularity", "image"]).assign(
+        mood="calm").to_csv(csv, index=False)
+    set_params(tiny_repo, {"data.source": "local", "data.local.csv": str(csv),
+                           "data.local.images": str(images), "scrape.min_success": 0.5})
+
+    proc = run(["dvc", "repro", "scrape_images"], tiny_repo)
+    assert "4 of 6 covers ok; failed:" in proc.stdout
+    manifest = pd.read_csv(tiny_repo / "data/manifest.csv").set_index("track_id")
+    assert manifest.loc[["g", "l", "m", "r"], "status"].eq("ok").all()
+    assert manifest.loc["b", "error"].startswith("corrupt_image")
+    assert manifest.loc["x", "error"].startswith("missing_file")
+    for f in manifest.loc[manifest["status"] == "ok", "file"]:
+        img = Image.open(tiny_repo / f)
+        assert img.format == "JPEG" and img.mode == "RGB" and img.size == (300, 300)
+    assert pd.read_csv(tiny_repo / "data/raw/tracks.csv")["mood"].eq("calm").all()
+
+    shutil.rmtree(images)  # the next run fails loudly with the param named, nothing lost
+    proc = run(["dvc", "repro", "scrape_images", "--force"], tiny_repo, check=False)
+    assert proc.returncode != 0 and "data.local.images=" in proc.stderr
+    assert len(list((tiny_repo / "data/covers/images").glob("*.jpg"))) == 4  # covers kept
