@@ -1,0 +1,44 @@
+"""The `url` resolver: covers from a column of image URLs in the tracks table (plain HTTP)."""
+
+from __future__ import annotations
+
+import os
+
+from coverpop import net
+from coverpop.scrape import CoverError, CoverRef
+from coverpop.spotify import cover_id_from_url, sized_url
+
+
+class UrlResolver:
+    """track row -> row[column] -> download. i.scdn.co URLs keep their image id as cover id and
+    are re-sized through their size code; other URLs get a hash of the URL as cover id."""
+
+    name = "url"
+
+    def __init__(self, *, column: str = "image_url", size: int = 300, timeout: float = 10.0,
+                 workers: int = 16, image_host: str = "", policy: net.RetryPolicy | None = None,
+                 limiter: net.RateLimiter | None = None):
+        self.column, self.size, self.timeout, self.image_host = column, size, timeout, image_host
+        self.policy = policy or net.RetryPolicy()
+        self.limiter = limiter or net.RateLimiter()
+        self.session = net.make_session(workers)
+
+    @classmethod
+    def from_params(cls, scrape: dict, environ=os.environ, workers: int | None = None
+                    ) -> UrlResolver:
+        return cls(column=scrape.get("url_column", "image_url"),
+                   image_host=net.setting(scrape, "image_host", "COVERPOP_IMAGE_HOST", "", environ),
+                   size=int(scrape.get("size", 300)), timeout=float(scrape.get("timeout", 10)),
+                   workers=workers or int(scrape.get("workers", 16)),
+                   policy=net.policy_from_params(scrape), limiter=net.limiter_from_params(scrape))
+
+    def resolve(self, row: dict) -> CoverRef:
+        url = str(row.get(self.column) or "").strip()
+        if not url.startswith(("http://", "https://")):
+            raise CoverError("no_image", f"column '{self.column}' holds no http(s) URL")
+        return CoverRef(cover_id=cover_id_from_url(url),
+                        url=net.rehost(sized_url(url, self.size), self.image_host))
+
+    def fetch(self, ref: CoverRef) -> bytes:
+        return net.call(lambda: net.get(self.session, ref.url, timeout=self.timeout).content,
+                        self.policy, self.limiter)

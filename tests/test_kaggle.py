@@ -1,0 +1,56 @@
+"""Kaggle download errors, checked offline: kagglehub's traffic goes to a proxy on 127.0.0.1."""
+
+import socket
+import threading
+
+import pytest
+
+from coverpop.errors import CoverpopError
+from coverpop.kaggle import download_kaggle_csv
+
+
+@pytest.fixture
+def dead_end_proxy(monkeypatch, tmp_path):
+    """A proxy on 127.0.0.1 that records each request line and refuses it (as a dead network)."""
+    seen = []
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(16)
+
+    def serve():
+        while True:
+            try:
+                conn, _ = srv.accept()
+            except OSError:
+                return
+            with conn:
+                seen.append(conn.recv(4096).split(b"\r\n")[0].decode(errors="replace"))
+                conn.sendall(b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\n\r\n")
+
+    threading.Thread(target=serve, daemon=True).start()
+    proxy = f"http://127.0.0.1:{srv.getsockname()[1]}"
+    for var in ("HTTPS_PROXY", "HTTP_PROXY", "https_proxy", "http_proxy"):
+        monkeypatch.setenv(var, proxy)
+    for var in ("NO_PROXY", "no_proxy", "KAGGLE_API_TOKEN", "KAGGLE_USERNAME", "KAGGLE_KEY",
+                "KAGGLE_API_ENVIRONMENT"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("KAGGLEHUB_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("KAGGLE_CONFIG_DIR", str(tmp_path / "no-credentials"))
+    yield seen
+    srv.close()
+
+
+@pytest.mark.timeout(120)
+def test_no_network_is_one_clear_error(dead_end_proxy, tmp_path):
+    dest = tmp_path / "raw" / "tracks.csv"
+    with pytest.raises(CoverpopError) as err:
+        download_kaggle_csv("amitanshjoshi/spotify-1million-tracks/versions/1", dest)
+    msg = str(err.value)
+    assert "\n" not in msg and "cannot reach Kaggle" in msg and "data.source=csv" in msg
+    assert any("kaggle.com" in line for line in dead_end_proxy)   # it really tried, via 127.0.0.1
+    assert not dest.exists() and not list(dest.parent.glob(".kaggle-*"))
+
+
+def test_handle_must_pin_a_version(tmp_path):
+    with pytest.raises(CoverpopError, match="must pin a version"):
+        download_kaggle_csv("amitanshjoshi/spotify-1million-tracks", tmp_path / "t.csv")

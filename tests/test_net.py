@@ -1,0 +1,152 @@
+"""Shared HTTP plumbing: rate cap, Retry-After, retry policy, CSV download over real HTTP."""
+
+import hashlib
+import threading
+from email.utils import format_datetime
+from datetime import UTC, datetime, timedelta
+from functools import partial
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from coverpop import net
+from coverpop.errors import CoverpopError
+from coverpop.scrape import CoverError, StopScrape
+
+
+class FakeClock:
+    """Drives RateLimiter without real sleeping: waiting advances the clock."""
+
+    def __init__(self, monkeypatch, limiter):
+        self.now = 1000.0
+        monkeypatch.setattr(net.time, "monotonic", lambda: self.now)
+        monkeypatch.setattr(limiter._wake, "wait", self.wait)
+
+    def wait(self, seconds):
+        self.now += seconds
+        return False
+
+
+def test_rate_cap_spaces_requests_evenly(monkeypatch):
+    limiter = net.RateLimiter(rate=10)
+    clock = FakeClock(monkeypatch, limiter)
+    start = clock.now
+    for _ in range(21):
+        limiter.acquire()
+    assert clock.now - start == pytest.approx(2.0)     # 20 gaps of 0.1 s
+
+
+def test_rate_cap_allows_a_burst_then_the_rate(monkeypatch):
+    limiter = net.RateLimiter(rate=10, burst=5)
+    clock = FakeClock(monkeypatch, limiter)
+    start = clock.now
+    for _ in range(5):
+        limiter.acquire()
+    assert clock.now == start
+    for _ in range(10):
+        limiter.acquire()
+    assert clock.now - start == pytest.approx(1.0)
+
+
+def test_no_cap_still_honours_a_pause(monkeypatch):
+    limiter = net.RateLimiter(rate=0)
+    clock = FakeClock(monkeypatch, limiter)
+    limiter.acquire()
+    limiter.pause(7)
+    limiter.acquire()
+    assert clock.now == pytest.approx(1007.0)
+
+
+@pytest.mark.timeout(20)
+def test_stop_wakes_threads_waiting_out_a_pause():
+    limiter = net.RateLimiter()
+    limiter.pause(3600)
+    errors = []
+
+    def worker():
+        try:
+            limiter.acquire()
+        except StopScrape as err:
+            errors.append(str(err))
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for t in threads:
+        t.start()
+    limiter.stop("quota: resume after tomorrow")
+    for t in threads:
+        t.join()
+    assert errors == ["quota: resume after tomorrow"] * 4
+
+
+def test_retry_after_as_seconds_or_http_date():
+    assert net.retry_after_seconds({"Retry-After": "48925"}) == 48925
+    assert net.retry_after_seconds({}) == 1.0
+    later = format_datetime(datetime.now(UTC) + timedelta(seconds=120), usegmt=True)
+    assert 100 < net.retry_after_seconds({"Retry-After": later}) <= 120
+
+
+def test_call_retries_transient_errors_then_gives_a_coverror():
+    tries = []
+
+    def flaky():
+        tries.append(1)
+        raise net.Transient("server_error", "HTTP 502 from x")
+
+    with pytest.raises(CoverError) as err:
+        net.call(flaky, net.RetryPolicy(attempts=3, backoff=0.001), None)
+    assert len(tries) == 3 and err.value.reason == "server_error" and err.value.retryable
+
+
+def test_call_passes_track_errors_through_untried():
+    tries = []
+
+    def missing():
+        tries.append(1)
+        raise CoverError("not_found", "HTTP 404")
+
+    with pytest.raises(CoverError, match="not_found"):
+        net.call(missing, net.RetryPolicy(attempts=3, backoff=0.001), None)
+    assert len(tries) == 1
+
+
+def test_call_gives_up_the_run_after_too_many_429_in_a_row(monkeypatch):
+    limiter = net.RateLimiter()
+    FakeClock(monkeypatch, limiter)
+
+    def limited():
+        raise net.RateLimited(2, quota=False, where="api")
+
+    with pytest.raises(StopScrape, match="still rate-limited after 5 waits"):
+        net.call(limited, net.RetryPolicy(max_waits=5), limiter)
+    assert limiter.stopped
+
+
+@pytest.fixture
+def file_server(tmp_path):
+    (tmp_path / "spotify_data.csv").write_text(",artist_name,track_id,popularity\n0,a,x,1\n")
+    handler = partial(SimpleHTTPRequestHandler, directory=str(tmp_path))
+    handler.log_message = lambda *a: None
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", tmp_path
+    server.shutdown()
+    server.server_close()
+
+
+def test_download_file_checks_sha256(file_server, tmp_path):
+    url, root = file_server
+    want = hashlib.sha256((root / "spotify_data.csv").read_bytes()).hexdigest()
+    dest = tmp_path / "out" / "tracks.csv"
+    net.download_file(f"{url}/spotify_data.csv", dest, sha256=want)
+    assert dest.read_bytes() == (root / "spotify_data.csv").read_bytes()
+    with pytest.raises(CoverpopError, match="sha256 is .* but data.csv_sha256 expects 00"):
+        net.download_file(f"{url}/spotify_data.csv", tmp_path / "bad.csv", sha256="00" * 32)
+    assert not (tmp_path / "bad.csv").exists()
+
+
+def test_download_file_errors_are_one_line(file_server, tmp_path):
+    url, _ = file_server
+    with pytest.raises(CoverpopError, match=r"cannot download .*missing.csv: not_found") as err:
+        net.download_file(f"{url}/missing.csv", tmp_path / "x.csv")
+    assert "\n" not in str(err.value)
+    assert not list(tmp_path.glob(".x.csv*"))   # no temp file left behind
