@@ -1,16 +1,12 @@
 """Shared HTTP plumbing: rate cap, Retry-After, retry policy, CSV download over real HTTP."""
 
-import hashlib
 import threading
 from email.utils import format_datetime
 from datetime import UTC, datetime, timedelta
-from functools import partial
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
 from coverpop import net
-from coverpop.errors import CoverpopError
 from coverpop.scrape import CoverError, StopScrape
 
 
@@ -119,34 +115,3 @@ def test_call_gives_up_the_run_after_too_many_429_in_a_row(monkeypatch):
     with pytest.raises(StopScrape, match="still rate-limited after 5 waits"):
         net.call(limited, net.RetryPolicy(max_waits=5), limiter)
     assert limiter.stopped
-
-
-@pytest.fixture
-def file_server(tmp_path):
-    (tmp_path / "spotify_data.csv").write_text(",artist_name,track_id,popularity\n0,a,x,1\n")
-    handler = partial(SimpleHTTPRequestHandler, directory=str(tmp_path))
-    handler.log_message = lambda *a: None
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}", tmp_path
-    server.shutdown()
-    server.server_close()
-
-
-def test_download_file_checks_sha256(file_server, tmp_path):
-    url, root = file_server
-    want = hashlib.sha256((root / "spotify_data.csv").read_bytes()).hexdigest()
-    dest = tmp_path / "out" / "tracks.csv"
-    net.download_file(f"{url}/spotify_data.csv", dest, sha256=want)
-    assert dest.read_bytes() == (root / "spotify_data.csv").read_bytes()
-    with pytest.raises(CoverpopError, match="sha256 is .* but data.csv_sha256 expects 00"):
-        net.download_file(f"{url}/spotify_data.csv", tmp_path / "bad.csv", sha256="00" * 32)
-    assert not (tmp_path / "bad.csv").exists()
-
-
-def test_download_file_errors_are_one_line(file_server, tmp_path):
-    url, _ = file_server
-    with pytest.raises(CoverpopError, match=r"cannot download .*missing.csv: not_found") as err:
-        net.download_file(f"{url}/missing.csv", tmp_path / "x.csv")
-    assert "\n" not in str(err.value)
-    assert not list(tmp_path.glob(".x.csv*"))   # no temp file left behind

@@ -20,7 +20,7 @@ _PINNED = re.compile(r"^[\w.-]+/[\w.-]+/versions/\d+$")
 def download_kaggle_csv(handle: str, dest: str | Path, file: str = DEFAULT_FILE) -> Path:
     """Download `file` of the dataset `owner/slug/versions/N` and place it at `dest` atomically."""
     if not _PINNED.match(handle or ""):
-        raise CoverpopError(f"params.yaml: data.kaggle_handle={handle!r} must pin a version, "
+        raise CoverpopError(f"params.yaml: data.kaggle.handle={handle!r} must pin a version, "
                             f"e.g. {DEFAULT_HANDLE}")
     import kagglehub   # imported here: it sets up logging and reads config on import
     import requests
@@ -33,19 +33,19 @@ def download_kaggle_csv(handle: str, dest: str | Path, file: str = DEFAULT_FILE)
         except requests.ConnectionError:
             raise CoverpopError(
                 f"cannot reach Kaggle to download {handle} (no network?): connect to the internet, "
-                f"or set data.source=csv and data.csv to a local copy or URL of {file}") from None
+                f"or set data.source=csv and data.csv.path to a local copy or URL of {file}") from None
         except Exception as err:  # noqa: BLE001 - kagglehub's errors are many; we give one line
             first = (str(err).strip().splitlines() or [type(err).__name__])[0]
             status = getattr(getattr(err, "response", None), "status_code", None)
             hint = (f"set {CREDENTIALS_HINT}" if status in (401, 403) else
-                    "check data.kaggle_handle" if status == 404 else
+                    "check data.kaggle.handle" if status == 404 else
                     f"check the handle and {CREDENTIALS_HINT}")
             raise CoverpopError(f"Kaggle download of {handle} failed: {first} ({hint})") from None
         found = folder / file if folder.is_dir() else folder
         if not found.is_file():
             have = ", ".join(p.name for p in folder.iterdir()) if folder.is_dir() else folder.name
             raise CoverpopError(f"Kaggle dataset {handle} has no {file} (has: {have}); "
-                                f"set data.kaggle_file")
+                                f"set data.kaggle.file")
         with atomic_path(dest) as out:
             shutil.move(found, out)
     return dest

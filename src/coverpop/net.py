@@ -11,14 +11,12 @@ tenacity re-runs the request (through the rate cap again) with jittered exponent
 from __future__ import annotations
 
 import email.utils
-import hashlib
 import os
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import TypeVar
 from urllib.parse import urlsplit
 
@@ -26,8 +24,6 @@ import requests
 import tenacity
 from requests.adapters import HTTPAdapter
 
-from coverpop.atomic import atomic_path
-from coverpop.errors import CoverpopError
 from coverpop.scrape import CoverError, StopScrape
 
 T = TypeVar("T")
@@ -230,44 +226,6 @@ def call(request: Callable[[], T], policy: RetryPolicy, limiter: RateLimiter | N
         return retrying(attempt)
     except Transient as err:
         raise CoverError(err.reason, f"{err.detail} ({policy.attempts} tries)", retryable=True) from None
-
-
-def download_file(url: str, dest: str | Path, sha256: str = "", timeout: float = 60.0) -> Path:
-    """Stream a URL to `dest` atomically; check its sha256 when one is given."""
-    from tqdm import tqdm
-
-    dest = Path(dest)
-    digest = hashlib.sha256()
-    policy = RetryPolicy(attempts=3, backoff=1.0)
-
-    def fetch() -> None:
-        nonlocal digest
-        digest = hashlib.sha256()   # a retry starts the file again
-        try:
-            with requests.get(url, stream=True, timeout=timeout,
-                              headers={"User-Agent": USER_AGENT}) as resp:
-                raise_for_status(resp.status_code, resp.headers, None, url)
-                total = int(resp.headers.get("Content-Length") or 0) or None
-                with atomic_path(dest) as tmp, tmp.open("wb") as f, tqdm(
-                        total=total, unit="B", unit_scale=True, desc=dest.name,
-                        disable=None, leave=False) as bar:
-                    for chunk in resp.iter_content(1 << 20):
-                        f.write(chunk)
-                        digest.update(chunk)
-                        bar.update(len(chunk))
-        except requests.RequestException as err:
-            raise transient_from(err, host_of(url), timeout) from None
-
-    try:
-        call(fetch, policy, None)
-    except (CoverError, StopScrape) as err:
-        raise CoverpopError(f"cannot download {url}: {err}; check the URL or give a local path"
-                            ) from None
-    got = digest.hexdigest()
-    if sha256 and got != sha256.lower():
-        dest.unlink(missing_ok=True)
-        raise CoverpopError(f"{url}: sha256 is {got}, but data.csv_sha256 expects {sha256}")
-    return dest
 
 
 def policy_from_params(scrape: dict) -> RetryPolicy:

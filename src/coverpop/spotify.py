@@ -127,7 +127,10 @@ class SpotifyApiResolver:
 
     # ---- Resolver protocol ------------------------------------------------------------------
     def prepare(self, track_ids: list[str]) -> None:
-        """The tracks this run will resolve, in order: batch mode groups them 50 per request."""
+        """Called once before the workers start: get the access token now (one request, and bad
+        credentials stop the run before anything else), and group the tracks for batch mode."""
+        auth = self.sp.auth_manager
+        self._api(lambda: auth.get_access_token(as_dict=False), auth.OAUTH_TOKEN_URL)
         if self.batch:
             for i in range(0, len(track_ids), BATCH_SIZE):
                 chunk = list(track_ids[i:i + BATCH_SIZE])

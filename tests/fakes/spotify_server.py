@@ -168,6 +168,13 @@ class FakeSpotify:
         """Every metadata request after the n-th gets 429 QUOTA_EXCEEDED (None: lift the quota)."""
         self._quota_after = n
 
+    def clear_faults(self) -> None:
+        with self._lock:
+            self._faults.clear()
+            self._image_faults.clear()
+            self._at_request.clear()
+            self._quota_after = None
+
     def reset_counts(self) -> None:
         with self._lock:
             self.counts.clear()
@@ -239,6 +246,7 @@ class FakeSpotify:
 class _Handler(BaseHTTPRequestHandler):
     server_fake: FakeSpotify
     protocol_version = "HTTP/1.1"   # keep-alive, like the real services
+    disable_nagle_algorithm = True  # headers and body go out as separate writes: no 40 ms stall
 
     def log_message(self, *args) -> None:  # quiet
         pass

@@ -1,0 +1,32 @@
+"""A stand-in for the Kaggle "spotify-1million-tracks" CSV: same header, plausible values."""
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from coverpop.tables import KAGGLE_COLUMNS
+
+
+def kaggle_like_csv(path: Path, rows: int, seed: int = 0) -> None:
+    """A CSV with the Kaggle spotify-1million-tracks header and plausible value ranges."""
+    rng = np.random.default_rng(seed)
+    alphabet = np.frombuffer(b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz",
+                             dtype="S1")
+    ids = alphabet[rng.integers(0, 62, size=(rows, 22))].view("S22").ravel().astype(str)
+    pop = np.where(rng.random(rows) < 0.35, 0, np.clip(rng.gamma(2.0, 12.0, rows), 0, 100))
+    genres = np.array([f"genre-{i:02d}" for i in range(82)])
+    df = pd.DataFrame({
+        "artist_name": pd.Series(rng.integers(0, 61000, rows)).map("Artist {}".format),
+        "track_name": pd.Series(np.arange(rows)).map("Track {}".format),
+        "track_id": ids, "popularity": pop.astype(int), "year": rng.integers(2000, 2024, rows),
+        "genre": genres[rng.integers(0, 82, rows)],
+        "danceability": rng.random(rows).round(3), "energy": rng.random(rows).round(3),
+        "key": rng.integers(0, 12, rows), "loudness": rng.uniform(-30, 0, rows).round(3),
+        "mode": rng.integers(0, 2, rows), "speechiness": rng.random(rows).round(4),
+        "acousticness": rng.random(rows).round(4), "instrumentalness": rng.random(rows).round(4),
+        "liveness": rng.random(rows).round(4), "valence": rng.random(rows).round(3),
+        "tempo": rng.uniform(60, 200, rows).round(3),
+        "duration_ms": rng.integers(60000, 400000, rows), "time_signature": rng.integers(3, 6, rows),
+    })[KAGGLE_COLUMNS]
+    df.to_csv(path, index=True, lineterminator="\n")   # the Kaggle file's unnamed index column
