@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 import shutil
-import tempfile
 from pathlib import Path
 
 from coverpop.atomic import atomic_path
@@ -18,34 +17,35 @@ _PINNED = re.compile(r"^[\w.-]+/[\w.-]+/versions/\d+$")
 
 
 def download_kaggle_csv(handle: str, dest: str | Path, file: str = DEFAULT_FILE) -> Path:
-    """Download `file` of the dataset `owner/slug/versions/N` and place it at `dest` atomically."""
+    """Copy `file` of the dataset `owner/slug/versions/N` to `dest` atomically.
+
+    kagglehub keeps the file in its cache (KAGGLEHUB_CACHE, default ~/.cache/kagglehub); a pinned
+    version found complete there is returned without any network call, so re-runs work offline.
+    """
     if not _PINNED.match(handle or ""):
         raise CoverpopError(f"params.yaml: data.kaggle.handle={handle!r} must pin a version, "
                             f"e.g. {DEFAULT_HANDLE}")
     import kagglehub   # imported here: it sets up logging and reads config on import
     import requests
 
+    try:
+        found = Path(kagglehub.dataset_download(handle, path=file))
+    except requests.ConnectionError:
+        raise CoverpopError(
+            f"cannot reach Kaggle to download {handle} (no network?): connect to the internet, "
+            f"or set data.source=csv and data.csv.path to a local copy or URL of {file}") from None
+    except Exception as err:  # noqa: BLE001 - kagglehub's errors are many; we give one line
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        status = getattr(getattr(err, "response", None), "status_code", None)
+        hint = (f"set {CREDENTIALS_HINT}" if status in (401, 403) else
+                "check data.kaggle.handle and data.kaggle.file" if status == 404 else
+                f"check the handle and {CREDENTIALS_HINT}")
+        raise CoverpopError(f"Kaggle download of {handle} failed: {first} ({hint})") from None
+    if found.is_dir():
+        found = found / file
+    if not found.is_file():
+        raise CoverpopError(f"Kaggle dataset {handle} has no {file}; set data.kaggle.file")
     dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=dest.parent, prefix=".kaggle-") as tmp:
-        try:
-            folder = Path(kagglehub.dataset_download(handle, output_dir=tmp))
-        except requests.ConnectionError:
-            raise CoverpopError(
-                f"cannot reach Kaggle to download {handle} (no network?): connect to the internet, "
-                f"or set data.source=csv and data.csv.path to a local copy or URL of {file}") from None
-        except Exception as err:  # noqa: BLE001 - kagglehub's errors are many; we give one line
-            first = (str(err).strip().splitlines() or [type(err).__name__])[0]
-            status = getattr(getattr(err, "response", None), "status_code", None)
-            hint = (f"set {CREDENTIALS_HINT}" if status in (401, 403) else
-                    "check data.kaggle.handle" if status == 404 else
-                    f"check the handle and {CREDENTIALS_HINT}")
-            raise CoverpopError(f"Kaggle download of {handle} failed: {first} ({hint})") from None
-        found = folder / file if folder.is_dir() else folder
-        if not found.is_file():
-            have = ", ".join(p.name for p in folder.iterdir()) if folder.is_dir() else folder.name
-            raise CoverpopError(f"Kaggle dataset {handle} has no {file} (has: {have}); "
-                                f"set data.kaggle.file")
-        with atomic_path(dest) as out:
-            shutil.move(found, out)
+    with atomic_path(dest) as out:
+        shutil.copyfile(found, out)
     return dest
