@@ -28,7 +28,7 @@ from coverpop.scrape import CoverError, StopScrape
 
 T = TypeVar("T")
 RETRYABLE_STATUS = frozenset({500, 502, 503, 504})
-USER_AGENT = "coverpop (+https://github.com/coverpop)"
+USER_AGENT = "coverpop/0.1 (python-requests)"
 
 
 class Transient(Exception):
