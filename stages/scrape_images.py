@@ -3,10 +3,10 @@
 import argparse
 
 from coverpop.atomic import write_csv
-from coverpop.errors import run_stage
+from coverpop.errors import CoverpopError, run_stage
 from coverpop.params import load_params
 from coverpop.resolvers import make_resolver
-from coverpop.scrape import Scraper, check_success, manifest_frame
+from coverpop.scrape import Scraper, StopScrape, check_success, manifest_frame
 from coverpop.tables import read_tracks
 
 
@@ -19,9 +19,14 @@ def main() -> None:
     params = load_params()
     p = params["scrape"]
     tracks = read_tracks(args.selected)
-    resolver = make_resolver(p["resolver"], tracks, params["data"])
+    resolver = make_resolver(p["resolver"], tracks, params["data"], p)
     scraper = Scraper(resolver, args.covers_dir, size=int(p["size"]))
-    records = scraper.run(tracks.to_dict("records"), workers=int(p["workers"]))
+    try:
+        records = scraper.run(tracks.to_dict("records"), workers=int(p["workers"]))
+    except StopScrape as stop:
+        print(f"scrape_images ({resolver.name}): {scraper.summary.line()}")
+        raise CoverpopError(f"scrape stopped: {stop}") from None
+    print(f"scrape_images ({resolver.name}): {scraper.summary.line()}")
     manifest = manifest_frame(records)
     write_csv(args.manifest, manifest)
     print(f"scrape_images: {check_success(manifest, float(p['min_success']))} -> {args.manifest}")

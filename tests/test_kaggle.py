@@ -2,6 +2,7 @@
 
 import socket
 import threading
+from pathlib import Path
 
 import pytest
 
@@ -48,9 +49,45 @@ def test_no_network_is_one_clear_error(dead_end_proxy, tmp_path):
     msg = str(err.value)
     assert "\n" not in msg and "cannot reach Kaggle" in msg and "data.source=csv" in msg
     assert any("kaggle.com" in line for line in dead_end_proxy)   # it really tried, via 127.0.0.1
-    assert not dest.exists() and not list(dest.parent.glob(".kaggle-*"))
+    assert not dest.exists()
+
+
+def test_a_pinned_version_in_the_kagglehub_cache_needs_no_network(dead_end_proxy, tmp_path):
+    from kagglehub.cache import Cache
+    from kagglehub.handle import parse_dataset_handle
+
+    handle = "amitanshjoshi/spotify-1million-tracks/versions/1"
+    h = parse_dataset_handle(handle)
+    cached = Path(Cache().get_path(h, "spotify_data.csv"))      # where kagglehub keeps it
+    cached.parent.mkdir(parents=True)
+    cached.write_text(",artist_name,track_id,popularity\n0,a,x,1\n")
+    Cache().mark_as_complete(h, "spotify_data.csv")
+    dest = download_kaggle_csv(handle, tmp_path / "raw" / "tracks.csv")
+    assert dest.read_text() == cached.read_text()
+    assert dead_end_proxy == []                                   # not one request went out
 
 
 def test_handle_must_pin_a_version(tmp_path):
     with pytest.raises(CoverpopError, match="must pin a version"):
         download_kaggle_csv("amitanshjoshi/spotify-1million-tracks", tmp_path / "t.csv")
+
+
+@pytest.mark.timeout(120)
+def test_fetch_csv_stage_without_network_prints_one_line(dead_end_proxy, tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    (tmp_path / "params.yaml").write_text(
+        "data:\n  source: kaggle\n  kaggle:\n"
+        "    handle: amitanshjoshi/spotify-1million-tracks/versions/1\n"
+        "    file: spotify_data.csv\n")
+    proc = subprocess.run([sys.executable, str(repo / "stages" / "fetch_csv.py"), "tracks.csv"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=100,
+                          env={**os.environ, "PYTHONPATH": str(repo / "src")})
+    assert proc.returncode == 1
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: cannot reach Kaggle"), proc.stderr
+    assert not (tmp_path / "tracks.csv").exists()

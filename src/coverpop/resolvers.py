@@ -1,6 +1,7 @@
 """Resolvers: for each track, where its cover is and its bytes. The engine does the rest."""
 
 import hashlib
+import os
 import re
 from pathlib import Path
 
@@ -12,7 +13,7 @@ from coverpop.params import choice
 from coverpop.scrape import CoverError, CoverRef
 from coverpop.sources import local_images_dir
 
-RESOLVERS = ("auto", "demo", "local")
+RESOLVERS = ("auto", "demo", "local", "spotify_api", "oembed", "url")
 
 
 class DemoResolver:
@@ -66,14 +67,37 @@ class LocalResolver:
             raise CoverError("unreadable_file", f"{ref.url}: {err.strerror}") from None
 
 
-def make_resolver(name: str, tracks: pd.DataFrame, data_params: dict):
-    """`auto` follows data.source: demo renders, local reads the user's folder."""
+def auto_resolver(source: str, environ=os.environ) -> str:
+    """`auto`: demo renders, local reads the user's folder; a Kaggle-schema table goes to the
+    Spotify API when credentials are in the environment, else to oEmbed (no credentials)."""
+    if source in ("demo", "local"):
+        return source
+    if source in ("kaggle", "csv"):
+        has_keys = environ.get("SPOTIPY_CLIENT_ID") and environ.get("SPOTIPY_CLIENT_SECRET")
+        return "spotify_api" if has_keys else "oembed"
+    raise CoverpopError(f"params.yaml: scrape.resolver=auto has no resolver for "
+                        f"data.source={source!r}; set scrape.resolver")
+
+
+def make_resolver(name: str, tracks: pd.DataFrame, data_params: dict,
+                  scrape_params: dict | None = None, environ=os.environ):
     choice(name, RESOLVERS, "scrape.resolver")
     if name == "auto":
-        name = {"demo": "demo", "local": "local"}.get(data_params.get("source"), "")
-        if not name:
-            raise CoverpopError(f"params.yaml: scrape.resolver=auto has no resolver for "
-                                f"data.source={data_params.get('source')!r}; set scrape.resolver")
+        name = auto_resolver(data_params.get("source"), environ)
+    scrape_params = scrape_params or {}
     if name == "demo":
         return DemoResolver(tracks)
-    return LocalResolver(local_images_dir(data_params))
+    if name == "local":
+        return LocalResolver(local_images_dir(data_params))
+    if name == "url":
+        from coverpop.urls import UrlResolver
+        column = scrape_params.get("url_column", "image_url")
+        if column not in tracks.columns:
+            raise CoverpopError(f"params.yaml: scrape.url_column={column!r} is not a column of the "
+                                f"tracks table (has: {', '.join(tracks.columns)})")
+        return UrlResolver.from_params(scrape_params, environ)
+    if name == "oembed":
+        from coverpop.oembed import OEmbedResolver
+        return OEmbedResolver.from_params(scrape_params, environ)
+    from coverpop.spotify import SpotifyApiResolver
+    return SpotifyApiResolver.from_params(scrape_params, environ)

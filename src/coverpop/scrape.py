@@ -9,8 +9,8 @@ hand over its bytes; decoding, verifying and storing happen here, once, for all 
 import json
 import threading
 from collections import Counter
-from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
-from dataclasses import asdict, dataclass
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Protocol
 
@@ -20,6 +20,8 @@ from tqdm import tqdm
 from coverpop.atomic import write_bytes
 from coverpop.errors import CoverpopError
 from coverpop.images import BadImage, normalize_cover, sha256
+
+DEFAULT_WORKERS = 16   # network resolvers spend their time waiting: 16 requests in flight
 
 MANIFEST_COLUMNS = ["track_id", "cover_id", "album_id", "album_name", "release_date", "file",
                     "width", "height", "sha256", "status", "error"]
@@ -91,6 +93,7 @@ class Scraper:
         self.journal = self.out_dir / "journal.jsonl"
         self._locks: dict[str, threading.Lock] = {}
         self._locks_guard = threading.Lock()
+        self.summary = Summary()
 
     def _lock(self, cover_id: str) -> threading.Lock:
         with self._locks_guard:
@@ -126,51 +129,108 @@ class Scraper:
             rec.error, rec.retryable = str(err), err.retryable
         return rec
 
-    def run(self, rows: list[dict], workers: int = 4, progress: bool = True) -> list[dict]:
-        """Scrape every row not done yet; return the journal's records for `rows`."""
+    def run(self, rows: list[dict], workers: int = DEFAULT_WORKERS,
+            progress: bool = True) -> list[dict]:
+        """Scrape every row not done yet; return the journal's records for `rows`.
+
+        Raises StopScrape (after journaling every track that finished) when a resolver says the
+        run must stop, e.g. on a daily quota.
+        """
         self.images.mkdir(parents=True, exist_ok=True)
+        for stale in self.images.glob(".*.tmp"):   # temp files of a killed run
+            stale.unlink(missing_ok=True)
         done = read_journal(self.journal)
         if done:  # covers stored at another size are redone
             for rec in done.values():
                 if rec["status"] == "ok" and rec.get("width") != self.size:
                     Path(rec["file"]).unlink(missing_ok=True)
         todo = [r for r in rows if not self.is_done(done.get(str(r["track_id"])))]
+        self.summary = Summary(skipped=len(rows) - len(todo))
+        prepare = getattr(self.resolver, "prepare", None)
+        if prepare and todo:
+            prepare([str(r["track_id"]) for r in todo])
         bar = tqdm(total=len(todo), unit="cover", desc=f"scrape ({self.resolver.name})",
-                   disable=not progress, smoothing=0.1)
-        failures: Counter = Counter()
-        with self.journal.open("a", encoding="utf-8") as journal, \
+                   disable=not progress or None, smoothing=0.1, dynamic_ncols=True)
+        stop: Exception | None = None
+        with _append(self.journal) as journal, \
                 ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
             pending = {pool.submit(self.one, row) for row in todo}
-            stop: BaseException | None = None
             try:
                 while pending:
-                    finished, pending = wait(pending, return_when=FIRST_EXCEPTION)
+                    finished, pending = wait(pending, return_when=FIRST_COMPLETED)
                     for fut in finished:
                         if fut.cancelled():
                             continue
-                        if fut.exception():
-                            stop = stop or fut.exception()
+                        try:
+                            rec = asdict(fut.result())
+                        except Exception as err:  # StopScrape (quota) or a bug: same care
+                            if stop is None:   # start nothing new; covers in flight finish
+                                stop = err     # and are journaled before we re-raise
+                                for other in pending:
+                                    other.cancel()
                             continue
-                        rec = asdict(fut.result())
                         journal.write(json.dumps(rec) + "\n")
                         journal.flush()
                         done[rec["track_id"]] = rec
-                        if rec["status"] != "ok":
-                            failures[rec["error"].split(":")[0]] += 1
-                            bar.set_postfix(failed=sum(failures.values()))
+                        self.summary.add(rec)
+                        bar.set_postfix_str(self.summary.postfix(), refresh=False)
                         bar.update()
-                    if stop:  # start nothing new; covers in flight finish and are journaled
-                        for fut in pending:
-                            fut.cancel()
-            except BaseException:  # Ctrl-C: drop what has not started
+            except BaseException:
                 for fut in pending:
                     fut.cancel()
                 raise
             finally:
                 bar.close()
-        if stop:
+        if stop is not None:
             raise stop
         return [done[str(r["track_id"])] for r in rows if str(r["track_id"]) in done]
+
+
+class _append:
+    """Open the journal for appending; a line cut short by a kill is ended first, so the next
+    record starts on a line of its own (read_journal skips the broken one)."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def __enter__(self):
+        if self.path.exists() and self.path.stat().st_size:
+            with self.path.open("rb") as f:
+                f.seek(-1, 2)
+                cut = f.read(1) != b"\n"
+        else:
+            cut = False
+        self.f = self.path.open("a", encoding="utf-8")
+        if cut:
+            self.f.write("\n")
+        return self.f
+
+    def __exit__(self, *exc):
+        self.f.close()
+
+
+@dataclass
+class Summary:
+    """What one run did: new covers, tracks skipped as done before, failures by reason."""
+
+    skipped: int = 0
+    ok: int = 0
+    failed: Counter = field(default_factory=Counter)
+
+    def add(self, rec: dict) -> None:
+        if rec["status"] == "ok":
+            self.ok += 1
+        else:
+            self.failed[rec["error"].split(":")[0]] += 1
+
+    def postfix(self) -> str:
+        return f"ok={self.ok} failed={sum(self.failed.values())}"
+
+    def line(self) -> str:
+        reasons = ", ".join(f"{r} {n}" for r, n in sorted(self.failed.items(),
+                                                            key=lambda rn: (-rn[1], rn[0])))
+        return (f"{self.ok} new, {self.skipped} done before, {sum(self.failed.values())} failed"
+                + (f" ({reasons})" if reasons else ""))
 
 
 def manifest_frame(records: list[dict]) -> pd.DataFrame:

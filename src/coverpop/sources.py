@@ -1,5 +1,7 @@
 """fetch_csv: where the tracks table comes from (demo, a user's own CSV + images, a Kaggle-schema CSV)."""
 
+import hashlib
+import tempfile
 from pathlib import Path
 
 import pandas as pd
@@ -9,7 +11,7 @@ from coverpop.errors import CoverpopError
 from coverpop.params import choice
 from coverpop.tables import LOCAL_REQUIRED, read_tracks, validate_tracks
 
-SOURCES = ("demo", "local", "csv")
+SOURCES = ("demo", "local", "csv", "kaggle")
 
 
 def fetch_tracks(data_params: dict) -> pd.DataFrame:
@@ -21,6 +23,8 @@ def fetch_tracks(data_params: dict) -> pd.DataFrame:
         return validate_tracks(df, "demo")
     if source == "local":
         return _local(data_params)
+    if source == "kaggle":
+        return _kaggle(data_params.get("kaggle") or {})
     return _csv(data_params.get("csv") or {})
 
 
@@ -42,7 +46,31 @@ def _local(data_params: dict) -> pd.DataFrame:
 
 
 def _csv(p: dict) -> pd.DataFrame:
-    path = p.get("path")
+    """data.csv.path: a local file or an http(s) URL; data.csv.sha256 is checked when set."""
+    path, want = str(p.get("path") or ""), str(p.get("sha256") or "").lower()
     if not path:
-        raise CoverpopError("params.yaml: data.csv.path must be set for data.source=csv")
-    return read_tracks(path)
+        raise CoverpopError("params.yaml: data.csv.path must be set for data.source=csv "
+                            "(a local path or an http(s) URL)")
+    if not path.startswith(("http://", "https://")):
+        if want and Path(path).is_file():
+            got = hashlib.sha256(Path(path).read_bytes()).hexdigest()
+            if got != want:
+                raise CoverpopError(f"{path}: sha256 is {got}, but data.csv.sha256 expects {want}")
+        return read_tracks(path)
+    from coverpop.download import download_file
+
+    with tempfile.TemporaryDirectory(prefix="coverpop-csv-") as tmp:
+        local = download_file(path, Path(tmp) / "tracks.csv", sha256=want)
+        df = read_tracks(local)
+    return df
+
+
+def _kaggle(p: dict) -> pd.DataFrame:
+    """data.kaggle.handle (owner/slug/versions/N, pinned) and data.kaggle.file, via kagglehub."""
+    from coverpop.kaggle import DEFAULT_FILE, DEFAULT_HANDLE, download_kaggle_csv
+
+    handle, file = p.get("handle") or DEFAULT_HANDLE, p.get("file") or DEFAULT_FILE
+    with tempfile.TemporaryDirectory(prefix="coverpop-kaggle-") as tmp:
+        local = download_kaggle_csv(handle, Path(tmp) / file, file=file)
+        df = read_tracks(local)
+    return df

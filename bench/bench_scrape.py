@@ -1,0 +1,133 @@
+"""Benchmark: covers/s of the scrape engine vs the seed's naive loop, side by side, one invocation.
+
+Both run against the same local stand-in for Spotify (tests/fakes/spotify_server.py, in its own
+process, like the real service) with an injected latency per request. The naive loop is the
+seed's way: one spotipy call, then one requests.get of the cover, one track at a time. The engine
+runs at the default settings (`spotify_api`, scrape.workers, no rate cap), then once more with a
+rate cap that binds, to show it runs close to the cap.
+
+Then a dry run at full size: a 1.16M-row CSV in the Kaggle schema, read and validated, and
+select_tracks picking N of it.
+
+    python bench/bench_scrape.py                          # defaults below
+    python bench/bench_scrape.py --n-engine 1000 --cap 40 --rows 1159764
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pandas as pd
+import requests
+import spotipy
+from spotipy.cache_handler import MemoryCacheHandler
+from spotipy.oauth2 import SpotifyClientCredentials
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(REPO / "src"), str(REPO / "tests")]
+
+from coverpop.resolvers import make_resolver  # noqa: E402
+from coverpop.scrape import DEFAULT_WORKERS, Scraper  # noqa: E402
+from coverpop.selection import select_tracks  # noqa: E402
+from coverpop.tables import read_tracks  # noqa: E402
+from fakes.kaggle_csv import kaggle_like_csv  # noqa: E402
+from fakes.spotify_server import make_track_ids  # noqa: E402
+
+
+def start_fake(latency: tuple[float, float]) -> tuple[subprocess.Popen, dict[str, str]]:
+    proc = subprocess.Popen([sys.executable, str(REPO / "tests/fakes/spotify_server.py"),
+                             "--latency", str(latency[0]), str(latency[1])],
+                            stdout=subprocess.PIPE, text=True)
+    proc.stdout.readline()   # the URL
+    env = {}
+    for _ in range(5):
+        key, value = proc.stdout.readline().strip().removeprefix("export ").split("=", 1)
+        env[key] = value
+    return proc, env
+
+
+def naive(ids: list[str], env: dict[str, str], out: Path) -> float:
+    """The seed's loop: spotipy as it comes, then a plain requests.get, one track at a time."""
+    auth = SpotifyClientCredentials(env["SPOTIPY_CLIENT_ID"], env["SPOTIPY_CLIENT_SECRET"],
+                                    cache_handler=MemoryCacheHandler())
+    auth.OAUTH_TOKEN_URL = env["COVERPOP_SPOTIFY_TOKEN_URL"]
+    sp = spotipy.Spotify(auth_manager=auth)
+    sp.prefix = env["COVERPOP_SPOTIFY_API_URL"]
+    out.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    for tid in ids:
+        track = sp.track(tid)
+        url = track["album"]["images"][1]["url"]          # the 300 px one
+        (out / f"{tid}.jpg").write_bytes(requests.get(url, timeout=10).content)
+    return len(ids) / (time.perf_counter() - start)
+
+
+def engine(ids: list[str], env: dict[str, str], out: Path, scrape: dict) -> float:
+    tracks = pd.DataFrame({"track_id": ids, "popularity": 50})
+    resolver = make_resolver("spotify_api", tracks, {"source": "kaggle"}, scrape, environ=env)
+    scraper = Scraper(resolver, out, size=int(scrape.get("size", 300)))
+    start = time.perf_counter()
+    recs = scraper.run(tracks.to_dict("records"), workers=int(scrape["workers"]), progress=False)
+    elapsed = time.perf_counter() - start
+    ok = sum(r["status"] == "ok" for r in recs)
+    assert ok == len(ids), f"only {ok} of {len(ids)} covers ok"
+    return len(ids) / elapsed
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--latency", type=float, nargs=2, default=(0.03, 0.05))
+    ap.add_argument("--n-naive", type=int, default=150)
+    ap.add_argument("--n-engine", type=int, default=600)
+    ap.add_argument("--workers", type=int, default=DEFAULT_WORKERS)
+    ap.add_argument("--cap", type=float, default=40.0, help="requests/s for the capped run")
+    ap.add_argument("--rows", type=int, default=1_159_764, help="dry-run CSV rows (0: skip)")
+    ap.add_argument("--select-n", type=int, default=5000)
+    args = ap.parse_args()
+
+    proc, env = start_fake(tuple(args.latency))
+    try:
+        ids = make_track_ids(args.n_naive + 2 * args.n_engine, seed=1)
+        a, b = args.n_naive, args.n_naive + args.n_engine
+        with tempfile.TemporaryDirectory() as tmp:
+            tmp = Path(tmp)
+            defaults = {"workers": args.workers, "rate_limit": 0}
+            naive_rate = naive(ids[:a], env, tmp / "naive")
+            engine_rate = engine(ids[a:b], env, tmp / "engine", defaults)
+            capped = engine(ids[b:b + int(args.cap * 6)], env, tmp / "capped",
+                            {**defaults, "rate_limit": args.cap})
+    finally:
+        proc.terminate()
+        proc.wait()
+    print(f"latency {args.latency[0] * 1000:.0f}-{args.latency[1] * 1000:.0f} ms per request, "
+          f"{os.cpu_count()} CPUs")
+    print(f"naive loop (seed's way)        : {naive_rate:7.1f} covers/s  ({args.n_naive} covers)")
+    print(f"engine, defaults ({args.workers} workers) : {engine_rate:7.1f} covers/s  "
+          f"({args.n_engine} covers)")
+    print(f"speed-up                       : {engine_rate / naive_rate:7.1f}x")
+    print(f"engine, rate cap {args.cap:g} req/s     : {capped:7.1f} covers/s  "
+          f"({capped / args.cap:.0%} of the cap)")
+
+    if args.rows:
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "spotify_data.csv"
+            t0 = time.perf_counter()
+            kaggle_like_csv(path, args.rows)
+            t1 = time.perf_counter()
+            tracks = read_tracks(path)
+            t2 = time.perf_counter()
+            chosen = select_tracks(tracks, n=args.select_n, strategy="stratified", seed=0)
+            t3 = time.perf_counter()
+        assert len(tracks) == args.rows and len(chosen) == args.select_n
+        print(f"dry run, {args.rows:,} rows: generate+write {t1 - t0:.1f} s, read+validate "
+              f"{t2 - t1:.1f} s, select_tracks n={args.select_n} (stratified) {t3 - t2:.2f} s")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,221 @@
+"""The scrape engine and stage with the network resolvers, against the local Spotify fake:
+every fault of issue 3, a quota stop and resume, SIGKILL mid-run, too few successes."""
+
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).parent))
+from fakes.spotify_server import FakeSpotify, make_track_ids  # noqa: E402
+
+from coverpop.oembed import OEmbedResolver  # noqa: E402
+from coverpop.resolvers import make_resolver  # noqa: E402
+from coverpop.scrape import Scraper, StopScrape, read_journal  # noqa: E402
+from coverpop.spotify import SpotifyApiResolver  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+FAST = {"timeout": 0.5, "retries": 1, "backoff": 0.01, "workers": 4, "size": 300}
+
+
+@pytest.fixture
+def fake():
+    with FakeSpotify(slow_seconds=1.5) as f:
+        yield f
+
+
+def rows(ids):
+    return [{"track_id": t, "popularity": 50} for t in ids]
+
+
+def decodes(path: Path, size: int = 300) -> bool:
+    img = Image.open(io.BytesIO(path.read_bytes()))
+    img.load()
+    return img.size == (size, size)
+
+
+def test_every_track_fault_is_recorded_with_its_reason_and_the_run_goes_on(fake, tmp_path):
+    ids = make_track_ids(30)
+    faults = {ids[0]: "404", ids[1]: "no_images", ids[2]: "corrupt_jpeg",
+              ids[3]: "truncated_jpeg", ids[4]: "500", ids[5]: "slow"}
+    for tid, kind in faults.items():
+        fake.fault(tid, kind)
+    fake.fault(ids[6], "429", times=1)    # short Retry-After: waited out
+    fake.fault(ids[7], "503", times=1)    # transient: retried
+    scraper = Scraper(SpotifyApiResolver.from_params(FAST, environ=fake.env()), tmp_path)
+    recs = {r["track_id"]: r for r in scraper.run(rows(ids), workers=4, progress=False)}
+
+    reasons = {tid: recs[tid]["error"].split(":")[0] for tid in faults}
+    assert reasons == {ids[0]: "not_found", ids[1]: "no_image", ids[2]: "corrupt_image",
+                       ids[3]: "corrupt_image", ids[4]: "server_error", ids[5]: "timeout"}
+    ok = [t for t in ids if recs[t]["status"] == "ok"]
+    assert ok == [t for t in ids if t not in faults]
+    for t in ok:
+        assert recs[t]["cover_id"] == fake.image_id(t) and decodes(Path(recs[t]["file"]))
+    assert not (tmp_path / "images" / f"{fake.image_id(ids[2])}.jpg").exists()
+    assert scraper.summary.line() == ("24 new, 0 done before, 6 failed (corrupt_image 2, "
+                                      "no_image 1, not_found 1, server_error 1, timeout 1)")
+
+    # Next run: permanent failures stay recorded, transient ones are tried again.
+    fake.clear_faults()
+    fake.reset_counts()
+    recs = {r["track_id"]: r for r in scraper.run(rows(ids), workers=4, progress=False)}
+    assert fake.track_hits[ids[0]] == 0 and fake.track_hits[ids[4]] == 1
+    assert recs[ids[4]]["status"] == "ok" and recs[ids[5]]["status"] == "ok"
+    assert sum(fake.track_hits[t] for t in ok) == 0 and scraper.summary.skipped == 28
+
+
+def test_summary_counts_by_reason(fake, tmp_path):
+    ids = make_track_ids(6)
+    fake.fault(ids[0], "404")
+    fake.fault(ids[1], "404")
+    fake.fault(ids[2], "no_images")
+    scraper = Scraper(OEmbedResolver.from_params(FAST, environ=fake.env()), tmp_path)
+    scraper.run(rows(ids), workers=2, progress=False)
+    assert scraper.summary.line() == "3 new, 0 done before, 3 failed (not_found 2, no_image 1)"
+
+
+@pytest.mark.timeout(60)   # a sleep through the quota's Retry-After would hit this
+def test_quota_stops_the_run_keeps_finished_covers_and_the_next_run_resumes(fake, tmp_path):
+    ids = make_track_ids(40)
+    fake.quota_after(15)
+    scraper = Scraper(SpotifyApiResolver.from_params(FAST, environ=fake.env()), tmp_path)
+    with pytest.raises(StopScrape, match="QUOTA_EXCEEDED.*resume after"):
+        scraper.run(rows(ids), workers=4, progress=False)
+    journal = read_journal(tmp_path / "journal.jsonl")
+    finished = [t for t, r in journal.items() if r["status"] == "ok"]
+    assert len(finished) == 15 and len(journal) == 15     # nothing else recorded as failed
+    files = sorted((tmp_path / "images").glob("*.jpg"))
+    assert sorted(f.stem for f in files) == sorted(fake.image_id(t) for t in finished)
+    assert fake.counts["track"] <= 15 + 4                 # stopped promptly: one wave at most
+
+    fake.quota_after(None)
+    fake.reset_counts()
+    scraper = Scraper(SpotifyApiResolver.from_params(FAST, environ=fake.env()), tmp_path)
+    recs = scraper.run(rows(ids), workers=4, progress=False)
+    assert all(r["status"] == "ok" for r in recs) and len(recs) == 40
+    assert sum(fake.track_hits[t] for t in finished) == 0
+    assert sum(fake.image_hits[fake.image_id(t)] for t in finished) == 0
+    assert fake.counts["track"] == 25 and fake.counts["image"] == 25
+
+
+def test_batch_403_at_engine_level_falls_back_once(fake, tmp_path):
+    ids = make_track_ids(60)
+    resolver = SpotifyApiResolver.from_params({**FAST, "batch": True}, environ=fake.env())
+    recs = Scraper(resolver, tmp_path).run(rows(ids), workers=4, progress=False)
+    assert all(r["status"] == "ok" for r in recs)
+    assert fake.counts["batch"] == 1 and fake.counts["track"] == 60
+    assert fake.counts["token"] == 1     # fetched once up front, not by every worker
+
+
+def test_auto_picks_spotify_with_credentials_else_oembed(fake):
+    df = pd.DataFrame(rows(make_track_ids(2)))
+    assert make_resolver("auto", df, {"source": "kaggle"}, FAST, environ={}).name == "oembed"
+    assert make_resolver("auto", df, {"source": "csv"}, FAST, environ=fake.env()).name == \
+        "spotify_api"
+
+
+# ---- the real stage script in a subprocess ---------------------------------------------------
+
+def stage_dir(tmp_path, ids, **scrape):
+    params = {"data": {"source": "kaggle"},
+              "scrape": {"resolver": "spotify_api", "size": 300, "workers": 4,
+                         "min_success": 0.5, "timeout": 2, "retries": 1, "backoff": 0.05,
+                         "rate_limit": 0, "max_retry_after": 60, **scrape}}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    pd.DataFrame(rows(ids)).to_csv(tmp_path / "selected.csv", index=False)
+    return tmp_path
+
+
+def run_stage(cwd, fake, wait=True):
+    env = {**os.environ, **fake.env(), "PYTHONPATH": str(REPO / "src")}
+    cmd = [sys.executable, str(REPO / "stages" / "scrape_images.py"), "selected.csv",
+           "data/covers", "data/manifest.csv"]
+    proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    if wait:
+        out, err = proc.communicate(timeout=120)
+        return proc.returncode, out, err
+    return proc
+
+
+@pytest.mark.timeout(180)
+def test_sigkill_mid_run_then_rerun_completes_without_redownloading(tmp_path):
+    ids = make_track_ids(150)
+    cwd = stage_dir(tmp_path, ids)
+    journal = cwd / "data" / "covers" / "journal.jsonl"
+    with FakeSpotify(latency=(0.03, 0.05)) as fake:
+        proc = run_stage(cwd, fake, wait=False)
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline and proc.poll() is None:
+            if journal.exists() and journal.read_text().count("\n") >= 30:
+                break
+            time.sleep(0.05)
+        assert proc.poll() is None, "the stage finished before it could be killed"
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+        images = cwd / "data" / "covers" / "images"
+        kept = sorted(images.glob("*.jpg"))
+        assert 30 <= len(kept) < 150
+        assert all(decodes(f) for f in kept)          # no partial or corrupt cover
+        journaled = [t for t, r in read_journal(journal).items() if r["status"] == "ok"]
+        assert len(journaled) >= 30
+
+        fake.reset_counts()
+        code, out, err = run_stage(cwd, fake)
+        assert code == 0, err
+        assert not list(images.glob(".*.tmp"))
+        assert sum(fake.track_hits[t] for t in journaled) == 0           # not resolved again
+        assert sum(fake.image_hits[f.stem] for f in kept) == 0           # not downloaded again
+        manifest = pd.read_csv(cwd / "data" / "manifest.csv")
+        assert len(manifest) == 150 and (manifest["status"] == "ok").all()
+        assert sorted(f.stem for f in images.glob("*.jpg")) == sorted(fake.image_id(t) for t in ids)
+        assert all(decodes(cwd / f) for f in manifest["file"])
+        assert f"{len(journaled)} done before" in out
+
+
+@pytest.mark.timeout(120)
+def test_stage_fails_with_per_reason_counts_when_too_few_covers_succeed(fake, tmp_path):
+    ids = make_track_ids(10)
+    for t in ids[:4]:
+        fake.fault(t, "404")
+    fake.fault(ids[4], "no_images")
+    cwd = stage_dir(tmp_path, ids, min_success=0.8)
+    code, out, err = run_stage(cwd, fake)
+    assert code == 1
+    assert err.strip().splitlines() == [
+        "error: too few covers: 5 of 10 covers ok; failed: not_found 4, no_image 1 "
+        "(below scrape.min_success=0.8)"]
+
+
+@pytest.mark.timeout(120)
+def test_stage_quota_is_one_line_and_exit_1(fake, tmp_path):
+    fake.quota_after(0)
+    cwd = stage_dir(tmp_path, make_track_ids(5))
+    code, out, err = run_stage(cwd, fake)
+    assert code == 1
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: scrape stopped:")
+    assert "resume after" in lines[0]
+
+
+def test_a_journal_line_cut_by_a_kill_does_not_swallow_the_next_record(fake, tmp_path):
+    ids = make_track_ids(3)
+    scraper = Scraper(OEmbedResolver.from_params(FAST, environ=fake.env()), tmp_path)
+    scraper.run(rows(ids[:1]), workers=1, progress=False)
+    with (tmp_path / "journal.jsonl").open("a") as f:
+        f.write('{"track_id": "' + ids[1] + '", "status": "o')       # killed mid-write
+    scraper.run(rows(ids), workers=1, progress=False)
+    journal = read_journal(tmp_path / "journal.jsonl")
+    assert sorted(journal) == sorted(ids) and all(r["status"] == "ok" for r in journal.values())
+    assert fake.track_hits[ids[0]] == 1
