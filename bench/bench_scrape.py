@@ -107,12 +107,14 @@ def main() -> None:
         proc.wait()
     print(f"latency {args.latency[0] * 1000:.0f}-{args.latency[1] * 1000:.0f} ms per request, "
           f"{os.cpu_count()} CPUs")
-    print(f"naive loop (seed's way)        : {naive_rate:7.1f} covers/s  ({args.n_naive} covers)")
-    print(f"engine, defaults ({args.workers} workers) : {engine_rate:7.1f} covers/s  "
-          f"({args.n_engine} covers)")
-    print(f"speed-up                       : {engine_rate / naive_rate:7.1f}x")
-    print(f"engine, rate cap {args.cap:g} req/s     : {capped:7.1f} covers/s  "
-          f"({capped / args.cap:.0%} of the cap)")
+    rows = [("naive loop (seed's way)", f"{naive_rate:7.1f} covers/s  ({args.n_naive} covers)"),
+            (f"engine, defaults ({args.workers} workers)",
+             f"{engine_rate:7.1f} covers/s  ({args.n_engine} covers)"),
+            ("speed-up", f"{engine_rate / naive_rate:7.1f}x"),
+            (f"engine, rate cap {args.cap:g} req/s",
+             f"{capped:7.1f} covers/s  ({capped / args.cap:.0%} of the cap)")]
+    for label, value in rows:
+        print(f"{label:<32}: {value}")
 
     if args.rows:
         with tempfile.TemporaryDirectory() as tmp:
