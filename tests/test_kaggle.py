@@ -1,6 +1,9 @@
 """Kaggle download errors, checked offline: kagglehub's traffic goes to a proxy on 127.0.0.1."""
 
+import os
 import socket
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -74,11 +77,6 @@ def test_handle_must_pin_a_version(tmp_path):
 
 @pytest.mark.timeout(120)
 def test_fetch_csv_stage_without_network_prints_one_line(dead_end_proxy, tmp_path):
-    import os
-    import subprocess
-    import sys
-    from pathlib import Path
-
     repo = Path(__file__).resolve().parents[1]
     (tmp_path / "params.yaml").write_text(
         "data:\n  source: kaggle\n  kaggle:\n"
