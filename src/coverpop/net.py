@@ -84,9 +84,7 @@ class RateLimiter:
                     self._tat = max(self._tat, now) + self.interval
                     return
                 wait = slot - now
-            # Sleep outside the lock; woken early by stop().
-            if self._wake.wait(min(wait, 1.0)):
-                continue
+            self._wake.wait(min(wait, 1.0))   # outside the lock; stop() wakes us early
 
     def pause(self, seconds: float) -> None:
         with self._lock:
