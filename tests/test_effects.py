@@ -1,0 +1,116 @@
+"""The effects module finds an effect that is planted and none where there is none."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from coverpop import effects
+
+
+def planted(n=600, seed=0) -> pd.DataFrame:
+    """Popularity with many zeros; a face adds ~12 points, saturation ~20 per unit, hue nothing."""
+    rng = np.random.default_rng(seed)
+    face = rng.random(n) < 0.4
+    sat = rng.random(n)
+    hue = rng.choice(["red", "green", "blue"], n)
+    latent = 20 + 12 * face + 20 * sat + rng.normal(0, 12, n)
+    pop = np.where(rng.random(n) < 0.3, 0, latent).clip(0, 100).round()
+    return pd.DataFrame({"popularity": pop, "face": face.astype(int), "saturation": sat,
+                         "hue_name": hue})
+
+
+def test_recovers_a_planted_binary_effect():
+    df = planted()
+    e = effects.binary_effect(df["popularity"], df["face"], n_resamples=500)
+    assert e["n_with"] + e["n_without"] == len(df)
+    assert e["mean_diff"] == pytest.approx(
+        df.popularity[df.face == 1].mean() - df.popularity[df.face == 0].mean())
+    assert 5 < e["mean_diff"] < 15  # planted +12 on 70 % of tracks → about +8.4
+    assert e["mean_diff_ci"][0] > 0 and e["cohens_d_ci"][0] > 0 and e["cliffs_delta_ci"][0] > 0
+    assert e["cliffs_delta_ci"][0] < e["cliffs_delta"] < e["cliffs_delta_ci"][1]
+    assert e["p_value"] < 1e-4
+
+
+def test_recovers_a_planted_continuous_effect():
+    df = planted()
+    e = effects.continuous_effect(df["popularity"], df["saturation"], n_resamples=500)
+    assert 0.2 < e["spearman"] < 0.6
+    assert e["spearman_ci"][0] > 0.1
+    assert e["p_value"] < 1e-4
+
+
+def test_finds_nothing_on_shuffled_popularity():
+    df = planted()
+    shuffled = np.random.default_rng(1).permutation(df["popularity"].to_numpy())
+    b = effects.binary_effect(shuffled, df["face"], n_resamples=500)
+    c = effects.continuous_effect(shuffled, df["saturation"], n_resamples=500)
+    assert b["mean_diff_ci"][0] < 0 < b["mean_diff_ci"][1]
+    assert b["cliffs_delta_ci"][0] < 0 < b["cliffs_delta_ci"][1]
+    assert abs(b["cohens_d"]) < 0.15 and b["p_value"] > 0.05
+    assert c["spearman_ci"][0] < 0 < c["spearman_ci"][1]
+    assert abs(c["spearman"]) < 0.1 and c["p_value"] > 0.05
+
+
+def test_shuffled_p_values_are_not_systematically_small():
+    # Over many shuffles a calibrated test rejects at 5 % about 5 % of the time.
+    df = planted(n=300)
+    rng = np.random.default_rng(2)
+    ps = [effects.binary_effect(rng.permutation(df["popularity"].to_numpy()), df["face"],
+                                n_resamples=10)["p_value"] for _ in range(200)]
+    assert 0.01 <= np.mean(np.array(ps) < 0.05) <= 0.10
+
+
+def test_cliffs_delta_and_cohens_d_by_hand():
+    a, b = np.array([3.0, 4, 5]), np.array([1.0, 2, 3])
+    # pairs a>b: 8, a<b: 0, ties: 1 → (8 - 0) / 9
+    assert effects.cliffs_delta(a, b) == pytest.approx(8 / 9)
+    assert effects.cohens_d(a, b) == pytest.approx(2.0)  # both SDs are 1
+    assert effects.cohens_d(np.ones(3), np.ones(4)) == 0.0
+
+
+def test_categorical_effect_without_and_with_a_planted_level():
+    df = planted()
+    none = effects.categorical_effect(df["popularity"], df["hue_name"])
+    assert set(none["levels"]) == {"red", "green", "blue"} and none["p_value"] > 0.05
+    boosted = df["popularity"] + 15 * (df["hue_name"] == "red")
+    assert effects.categorical_effect(boosted, df["hue_name"])["p_value"] < 1e-4
+
+
+def test_top_vs_bottom_share():
+    df = planted(n=1000)
+    tb = effects.top_bottom_share(df["popularity"], df["face"], n_resamples=500)
+    assert tb["top"]["share"] > tb["bottom"]["share"]
+    assert tb["share_diff_ci"][0] > 0 and tb["p_value"] < 1e-3
+    top = df.popularity >= tb["top_min_popularity"]
+    assert tb["top"]["n"] == top.sum() and tb["top"]["with"] == df.face[top].sum()
+    lo, hi = tb["top"]["share_ci"]
+    assert lo < tb["top"]["share"] < hi
+    shuffled = np.random.default_rng(3).permutation(df["popularity"].to_numpy())
+    tb0 = effects.top_bottom_share(shuffled, df["face"], n_resamples=500)
+    assert tb0["share_diff_ci"][0] < 0 < tb0["share_diff_ci"][1]
+
+
+def test_share_by_bin_counts_every_row_once():
+    df = planted()
+    bins = effects.share_by_bin(df["popularity"], df["face"])
+    assert bins["n"].sum() == len(df)
+    assert bins["popularity_bin"].iloc[0] == "0"
+    assert bins["n"].iloc[0] == (df.popularity == 0).sum()
+
+
+def test_degenerate_inputs_say_why_instead_of_crashing():
+    assert "note" in effects.binary_effect([1, 2, 3], [1, 1, 1])
+    assert "note" in effects.continuous_effect([1, 2, 3], [5, 5, 5])
+    assert "note" in effects.top_bottom_share([0, 0, 0, 0], [1, 0, 1, 0])
+
+
+def test_analyze_adjusts_p_values_across_features():
+    df = planted()
+    df["noise"] = np.random.default_rng(4).random(len(df))
+    out = effects.analyze(df, ["face"], ["saturation", "noise"], ["hue_name"], n_resamples=200)
+    assert set(out["effects"]) == {"face", "saturation", "noise", "hue_name"}
+    for e in out["effects"].values():
+        assert e["p_adjusted"] >= e["p_value"]
+    assert out["effects"]["face"]["p_adjusted"] < 0.001
+    assert out["effects"]["noise"]["p_adjusted"] > 0.05
+    assert out["top_vs_bottom"]["face"]["share_diff"] > 0
