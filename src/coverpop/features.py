@@ -2,11 +2,13 @@
 
 Every feature is computed on the cover resized to WORK_SIZE px (longest side), so covers stored
 at different sizes give comparable numbers. The face detector is OpenCV's Haar frontal-face
-cascade, whose model ships inside `opencv-python-headless<5` (no download, no network).
+cascade (the "alt2" variant: on pasted-face test covers it found every face with no false
+alarms, where "default" missed some), whose model ships inside `opencv-python-headless<5`.
 """
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -36,7 +38,7 @@ TEXT_MIN_SPAN = 0.3
 @lru_cache(maxsize=1)
 def _face_cascade() -> cv2.CascadeClassifier:
     """The Haar cascade, loaded once per process (parsing the XML costs ~30 ms)."""
-    path = Path(cv2.data.haarcascades) / "haarcascade_frontalface_default.xml"
+    path = Path(cv2.data.haarcascades) / "haarcascade_frontalface_alt2.xml"
     cascade = cv2.CascadeClassifier(str(path))
     if cascade.empty():
         raise CoverpopError(f"{path}: OpenCV face cascade missing (needs opencv-python-headless<5)")
@@ -187,7 +189,9 @@ def features_table(paths: Sequence[str | Path], workers: int | None = None,
     if workers <= 1 or len(paths) < 20:
         rows = [file_features(p) for p in tqdm(paths, **bar)]
     else:
-        with ProcessPoolExecutor(workers, initializer=_init_worker) as pool:
+        # spawn, not fork: a forked child inherits OpenCV's thread pool mid-state and can hang.
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker) as pool:
             rows = list(tqdm(pool.map(file_features, paths, chunksize=16), **bar))
     table = pd.DataFrame(list(rows), columns=[*FEATURES, "error"])
     table.insert(0, "file", paths)
