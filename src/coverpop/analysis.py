@@ -16,7 +16,7 @@ from scipy import stats
 
 from coverpop import effects
 from coverpop.errors import CoverpopError
-from coverpop.features import features_table
+from coverpop.features import FEATURES, features_table
 
 BINARY = ("face", "text")
 CONTINUOUS = ("face_area", "colourfulness", "saturation", "brightness", "text_score")
@@ -105,17 +105,22 @@ def summarize(table: pd.DataFrame, top_quantile: float = 0.8, bottom_quantile: f
             metrics[name] = m
     if report["detector_check"]:
         metrics["detector_check"] = report["detector_check"]
-    return report, _rounded(metrics)
+    return plain(report), plain(metrics)
 
 
-def _rounded(obj, digits: int = 4):
-    """4 significant digits, and None for NaN: metrics files must be plain JSON."""
+def plain(obj, digits: int = 4):
+    """JSON-ready copy: floats to 4 significant digits, NaN to None, numpy scalars to Python."""
     if isinstance(obj, dict):
-        return {k: _rounded(v, digits) for k, v in obj.items()}
-    if isinstance(obj, float) and not np.isfinite(obj):
-        return None
-    if isinstance(obj, float):
-        return float(f"{obj:.{digits}g}") if abs(obj) < 1e-3 else round(obj, digits)
+        return {str(k): plain(v, digits) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [plain(v, digits) for v in obj]
+    if isinstance(obj, (np.integer, np.bool_)):
+        return obj.item()
+    if isinstance(obj, (float, np.floating)):
+        obj = float(obj)
+        if not np.isfinite(obj):
+            return None
+        return float(f"{obj:.{digits}g}") if abs(obj) < 1 else round(obj, digits)
     return obj
 
 
