@@ -38,7 +38,7 @@ def main() -> None:
     write_json(METRICS, metrics)
     write_json(f"{PLOTS}/report.json", report)
     for name, df in analysis.plot_tables(table, report).items():
-        write_csv(f"{PLOTS}/{name}.csv", df)
+        write_csv(f"{PLOTS}/{name}.csv", df.round(4))
     analysis.save_figure(table, report, f"{PLOTS}/effects.png")
     face = metrics.get("face", {})
     if "mean_diff" in face:
