@@ -114,3 +114,25 @@ def test_analyze_adjusts_p_values_across_features():
     assert out["effects"]["face"]["p_adjusted"] < 0.001
     assert out["effects"]["noise"]["p_adjusted"] > 0.05
     assert out["top_vs_bottom"]["face"]["share_diff"] > 0
+
+
+def test_adjusting_for_a_confounder_removes_a_spurious_effect():
+    # Genre "pop" has both more faces and more popularity; within a genre a face does nothing.
+    rng = np.random.default_rng(6)
+    n = 800
+    genre = rng.choice(["pop", "folk"], n)
+    face = (rng.random(n) < np.where(genre == "pop", 0.7, 0.2)).astype(int)
+    sat = rng.random(n)
+    pop = (30 + 25 * (genre == "pop") + 10 * sat + rng.normal(0, 8, n)).clip(0, 100)
+    df = pd.DataFrame({"popularity": pop, "face": face, "saturation": sat, "genre": genre,
+                       "year": rng.integers(2000, 2023, n)})
+    raw = effects.binary_effect(df["popularity"], df["face"], n_resamples=300)
+    assert raw["mean_diff_ci"][0] > 5  # the confounded comparison shows a clear "effect"
+    adj = effects.adjusted_effects(df, ["face"], ["saturation"], ["genre", "year"],
+                                   n_resamples=300)
+    assert adj["covariates"] == ["genre", "year"] and adj["n"] == n
+    face_ci = adj["effects"]["face"]["ci"]
+    assert face_ci[0] < 0 < face_ci[1]
+    # saturation: 10 points over 0-1 uniform = 10 * SD(0.289) ≈ 2.9 points per SD
+    assert adj["effects"]["saturation"]["coef"] == pytest.approx(2.9, abs=0.8)
+    assert adj["effects"]["saturation"]["ci"][0] > 1.5

@@ -71,11 +71,13 @@ def detector_check(table: pd.DataFrame) -> dict:
 
 
 def summarize(table: pd.DataFrame, top_quantile: float = 0.8, bottom_quantile: float = 0.2,
-              n_resamples: int = 2000, seed: int = 0) -> tuple[dict, dict]:
+              n_resamples: int = 2000, seed: int = 0,
+              covariates: tuple[str, ...] = ("genre", "year")) -> tuple[dict, dict]:
     """(full report, compact metrics). Rank effects (Cliff's delta for yes/no features,
     Spearman's rho for continuous ones) are both in −1…1, so they can be compared side by side."""
     report = effects.analyze(table, list(BINARY), list(CONTINUOUS), list(CATEGORICAL),
-                             top_quantile=top_quantile, bottom_quantile=bottom_quantile,
+                             covariates=list(covariates), top_quantile=top_quantile,
+                             bottom_quantile=bottom_quantile,
                              n_resamples=n_resamples, seed=seed)
     report["unreadable"] = table.attrs.get("unreadable", 0)
     report["detector_check"] = detector_check(table)
@@ -101,6 +103,9 @@ def summarize(table: pd.DataFrame, top_quantile: float = 0.8, bottom_quantile: f
                  "spearman_high": e["spearman_ci"][1]}
         if "p_value" in e:
             m.update(p=e["p_value"], p_adjusted=e["p_adjusted"])
+        adj = report["adjusted"].get("effects", {}).get(name)
+        if m and adj:
+            m.update(adjusted=adj["coef"], adjusted_low=adj["ci"][0], adjusted_high=adj["ci"][1])
         if m:
             metrics[name] = m
     if report["detector_check"]:
