@@ -73,6 +73,7 @@ def test_brightness_and_hue():
 def test_large_text_found_and_small_text_or_photos_not():
     plain = Image.new("RGB", (300, 300), (200, 170, 60))
     assert features.cover_features(with_text(plain, "SUMMER", 44))["text"] == 1
+    assert features.cover_features(with_text(plain, "the weeknd", 40, band=False))["text"] == 1
     assert features.cover_features(with_text(noise(2), "LIVE TOUR", 40))["text"] == 1
     assert features.cover_features(with_text(face_paste(0.5), "THE BAND", 36))["text"] == 1
     assert features.cover_features(with_text(plain, "small print here", 11, band=False))["text"] == 0
