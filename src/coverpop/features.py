@@ -35,6 +35,9 @@ _MIN_SAT, _MIN_VAL = 0.2, 0.15
 # On 60 rendered covers (4 fonts, 30-56 px, plain/noise/face/shape backgrounds) 0.25 found 93 %
 # of the titles with no false alarm on the same covers without text.
 TEXT_MIN_SPAN = 0.25
+# Below this many covers a serial run wins: starting spawned workers costs seconds
+# (bench/bench_features.py: 0.65x at 200 covers, 1.8x at 600 on 2 busy cores).
+POOL_MIN_COVERS = 300
 
 
 @lru_cache(maxsize=1)
@@ -191,7 +194,7 @@ def features_table(paths: Sequence[str | Path], workers: int | None = None,
     workers = workers or os.cpu_count() or 1
     rows: Iterable[dict]
     bar = dict(total=len(paths), desc="cover features", unit="cover", disable=not progress)
-    if workers <= 1 or len(paths) < 20:
+    if workers <= 1 or len(paths) < POOL_MIN_COVERS:
         rows = [file_features(p) for p in tqdm(paths, **bar)]
     else:
         # spawn, not fork: a forked child inherits OpenCV's thread pool mid-state and can hang.
