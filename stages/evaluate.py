@@ -13,6 +13,7 @@ from coverpop.metrics import gain_ci, regression_metrics
 from coverpop.params import load_params
 from coverpop.predict import load_predictor
 from coverpop.report import gallery, predictions_frame
+from coverpop.saliency import explain_test_covers
 
 GAIN_METRICS = ("mae", "rmse", "r2", "spearman")
 
@@ -48,6 +49,9 @@ def main() -> None:
     plots = Path(args.plots_dir)
     write_csv(plots / "predictions.csv", predictions_frame(test, predicted))
     gallery(test, predicted, plots / "gallery.png", per_row=int(e["gallery"]))
+    # insight: where the model looks on its best- and worst-predicted covers (Grad-CAM)
+    explain_test_covers(predictor, test, predicted, plots / "saliency.png",
+                        n=max(1, int(e["gallery"]) // 2))
     m, g = report["model"], report["gain_vs_mean"]["spearman"]
     print(f"evaluate: MAE {m['mae']:.2f}  RMSE {m['rmse']:.2f}  R² {m['r2']:.3f}  "
           f"Spearman {m['spearman']:.3f} (vs mean: +{g['value']:.3f}, 95% CI "

@@ -21,6 +21,9 @@ from coverpop.features import FEATURES, features_table
 BINARY = ("face", "text")
 CONTINUOUS = ("face_area", "colourfulness", "saturation", "brightness", "text_score")
 CATEGORICAL = ("hue_name",)
+# One feature per idea in the joint (adjusted) fit: face_area refines face, text_score refines
+# text, colourfulness overlaps saturation.
+ADJUSTED = ("face", "text", "saturation", "brightness")
 # The demo's tracks table records what it planted on each cover; when those columns are there
 # we also report how well the detectors see it.
 DEMO_TRUTH = {"face": "demo_face", "text": "demo_text", "saturation": "demo_saturation"}
@@ -76,7 +79,8 @@ def summarize(table: pd.DataFrame, top_quantile: float = 0.8, bottom_quantile: f
     """(full report, compact metrics). Rank effects (Cliff's delta for yes/no features,
     Spearman's rho for continuous ones) are both in −1…1, so they can be compared side by side."""
     report = effects.analyze(table, list(BINARY), list(CONTINUOUS), list(CATEGORICAL),
-                             covariates=list(covariates), top_quantile=top_quantile,
+                             covariates=list(covariates), adjusted_features=list(ADJUSTED),
+                             top_quantile=top_quantile,
                              bottom_quantile=bottom_quantile,
                              n_resamples=n_resamples, seed=seed)
     report["unreadable"] = table.attrs.get("unreadable", 0)

@@ -188,10 +188,12 @@ def adjusted_effects(table: pd.DataFrame, binary: list[str], continuous: list[st
 def analyze(table: pd.DataFrame, binary: list[str], continuous: list[str],
             categorical: list[str] = (), covariates: list[str] = (), target: str = "popularity",
             top_quantile: float = 0.8, bottom_quantile: float = 0.2, n_resamples: int = 2000,
-            seed: int = 0) -> dict:
+            seed: int = 0, adjusted_features: list[str] | None = None) -> dict:
     """Effects of every listed feature column of `table` on `target`, with BH-adjusted p-values,
     the top-vs-bottom share comparison for every binary feature, and the effects adjusted for
-    each other and for the `covariates` that the table has."""
+    each other and for the `covariates` that the table has. `adjusted_features` (default: all)
+    picks the features of that joint fit: near-duplicates (saturation and colourfulness) would
+    split one effect between them and make both unreadable."""
     pop = table[target].to_numpy(dtype=float)
     effects: dict[str, dict] = {}
     for col in binary:
@@ -208,7 +210,9 @@ def analyze(table: pd.DataFrame, binary: list[str], continuous: list[str],
     top_bottom = {col: top_bottom_share(pop, table[col], top_quantile, bottom_quantile,
                                         n_resamples, seed) for col in binary}
     covariates = [c for c in covariates if c in table.columns]
-    adjusted = adjusted_effects(table, list(binary), list(continuous), covariates, target,
+    pick = set(adjusted_features or [*binary, *continuous])
+    adjusted = adjusted_effects(table, [c for c in binary if c in pick],
+                                [c for c in continuous if c in pick], covariates, target,
                                 min(n_resamples, 1000), seed)
     return {"n": int(len(table)), "target": target, "effects": effects,
             "top_vs_bottom": top_bottom, "adjusted": adjusted}

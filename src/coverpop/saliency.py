@@ -116,3 +116,30 @@ def save_gallery(images: Sequence[np.ndarray], cams: Sequence[np.ndarray],
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=110)
     plt.close(fig)
+
+
+def explain_test_covers(predictor, test, predicted, path: str | Path, n: int = 4) -> str:
+    """Grad-CAM overlays for the `n` best- and `n` worst-predicted test covers (by absolute
+    error), saved as one PNG; returns the method used. `predictor` is a
+    coverpop.predict.Predictor (its `.model` takes uint8 pixels and normalises itself)."""
+    from PIL import Image
+
+    from coverpop.data import to_uint8
+
+    err = np.abs(np.asarray(predicted, dtype=float) - test["popularity"].to_numpy(dtype=float))
+    order = np.argsort(err, kind="stable")
+    n = max(1, min(n, len(order) // 2))
+    picks = [("best", i) for i in order[:n]] + [("worst", i) for i in order[::-1][:n]]
+    covers, batch = [], []
+    for _, i in picks:
+        with Image.open(test["file"].iloc[i]) as im:
+            covers.append(np.asarray(im.convert("RGB")))
+            batch.append(to_uint8(im, predictor.image_size))
+    x = torch.from_numpy(np.stack(batch)).float()  # float so gradients can flow to the input
+    maps, method = saliency_maps(predictor.model, x)
+    titles = [f"{label}: pred {predicted[i]:.0f} / true {test['popularity'].iloc[i]:.0f}"
+              for label, i in picks]
+    save_gallery(covers, list(maps), titles, path, ncols=n,
+                 suptitle=f"{method}: best-predicted (top) and worst-predicted (bottom) test "
+                          "covers; warm = pushed the prediction up")
+    return method

@@ -1,0 +1,127 @@
+"""Insight on real pipeline outputs: the analysis recovers what the demo planted, Grad-CAM lands
+in the evaluate gallery, and `coverpop predict` works on a checkpoint from a real training run."""
+
+import json
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+from PIL import Image
+
+from conftest import make_repo_copy, run
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def analyzed_repo(tmp_path_factory) -> Path:
+    """A tiny repo with enough albums for the planted effects to show (~700 covers), run up to
+    `analyze` only: no training needed."""
+    repo = make_repo_copy(tmp_path_factory.mktemp("insight") / "repo",
+                          {"data.demo.n_albums": 700, "select.n": 1000, "analyze.bootstrap": 300})
+    run(["dvc", "repro", "analyze"], repo)
+    return repo
+
+
+def test_analysis_recovers_the_planted_effects(analyzed_repo):
+    m = json.loads((analyzed_repo / "metrics/analysis.json").read_text())
+    assert m["n_covers"] >= 500
+    # The detectors see what was drawn (their truth comes from the demo_* columns).
+    check = m["detector_check"]
+    assert check["face_recall"] > 0.7 and check["face_precision"] > 0.9
+    assert check["text_recall"] > 0.5 and check["text_precision"] > 0.9
+    assert check["saturation_spearman"] > 0.8
+    # Planted: face +20, text +9, saturation +16 per unit (before zero-inflation).
+    face, text, sat = m["face"], m["text"], m["saturation"]
+    assert face["mean_diff_low"] > 0 and face["cliffs_delta_low"] > 0 and face["p_adjusted"] < 1e-3
+    assert 10 < face["mean_diff"] < 30
+    assert face["top_share"] > face["bottom_share"] and face["top_minus_bottom_low"] > 0
+    assert text["mean_diff_low"] > 0 and text["p_adjusted"] < 0.01
+    assert text["mean_diff"] < face["mean_diff"]  # the smaller planted effect stays smaller
+    assert sat["spearman_low"] > 0 and sat["p_adjusted"] < 0.01
+    assert face["adjusted_low"] > 0 and sat["adjusted_low"] > 0
+    # Not everything is "significant": brightness was not planted.
+    assert m["brightness"]["spearman_low"] < 0.1
+
+
+def test_analysis_outputs_for_dvc(analyzed_repo):
+    repo = analyzed_repo
+    features = pd.read_csv(repo / "data/features.csv")
+    split = pd.read_csv(repo / "data/split.csv")
+    assert len(features) == len(split) and features["faces"].notna().all()
+    bins = pd.read_csv(repo / "metrics/analysis/face_share_by_popularity.csv")
+    assert bins["n"].sum() == len(split)
+    assert Image.open(repo / "metrics/analysis/effects.png").format == "PNG"
+    shown = json.loads(run(["dvc", "metrics", "show", "--json"], repo).stdout)
+    assert "metrics/analysis.json" in json.dumps(shown)
+    plots = json.loads(run(["dvc", "plots", "show", "--json"], repo).stdout)
+    assert not [e for e in plots.get("errors", []) if "analysis" in e["source"]]
+    shares = plots["data"]["Share of covers with a face, by popularity"][0]["content"]
+    assert len(shares["data"]["values"]) == len(bins)
+    assert "metrics/analysis/effects.png" in plots["data"]
+    assert "Stage 'analyze' didn't change" in run(["dvc", "repro", "analyze"], repo).stdout
+
+
+def test_bad_analyze_param_is_one_line(analyzed_repo):
+    from conftest import set_params
+
+    set_params(analyzed_repo, {"analyze.splits": ["train", "holdout"]})
+    try:
+        proc = run(["dvc", "repro", "analyze"], analyzed_repo, check=False)
+    finally:
+        set_params(analyzed_repo, {"analyze.splits": ["train", "val", "test"]})
+    assert proc.returncode != 0
+    assert "error: params.yaml: analyze.splits has ['holdout']" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_evaluate_gallery_has_grad_cam(built_repo):
+    with Image.open(built_repo / "metrics/eval/saliency.png") as im:
+        assert im.format == "PNG" and im.width > 300
+
+
+def predict(repo: Path, *args: str, check=True):
+    return run([sys.executable, "-m", "coverpop.cli", "predict", *args], repo, check=check)
+
+
+def test_predict_on_a_trained_checkpoint(built_repo):
+    repo = built_repo
+    preds = pd.read_csv(repo / "metrics/eval/predictions.csv")
+    split = pd.read_csv(repo / "data/split.csv")
+    files = split.set_index("track_id").loc[preds["track_id"].head(3), "file"].tolist()
+    out = predict(repo, *files).stdout.strip().splitlines()
+    assert [line.split()[1] for line in out] == files
+    # The CLI agrees with what the evaluate stage predicted for the same covers.
+    got = [float(line.split()[0]) for line in out]
+    assert got == pytest.approx(preds["predicted"].head(3).tolist(), abs=0.1)
+    rows = json.loads(predict(repo, files[0], "--json", "--features").stdout)
+    assert rows[0]["file"] == files[0] and 0 <= rows[0]["popularity"] <= 100
+    assert {"faces", "colourfulness", "text"} <= set(rows[0]["features"])
+
+
+def test_predict_errors_on_a_real_repo(built_repo, tmp_path):
+    repo = built_repo
+    cover = pd.read_csv(repo / "data/split.csv")["file"].iloc[0]
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes((repo / cover).read_bytes()[:200])
+    proc = predict(repo, cover, str(broken), check=False)
+    assert proc.returncode == 1
+    assert len(proc.stdout.strip().splitlines()) == 1  # the good cover is still predicted
+    assert proc.stderr.strip().startswith(f"error: {broken}: not a readable image")
+    bad_model = tmp_path / "model.pt"
+    bad_model.write_bytes((repo / "models/model.pt").read_bytes()[:1000])  # a cut-off download
+    proc = predict(repo, cover, "--model", str(bad_model), check=False)
+    assert proc.returncode == 1 and len(proc.stderr.strip().splitlines()) == 1
+    assert f"error: {bad_model}: not a usable coverpop checkpoint" in proc.stderr
+    assert "dvc pull" in proc.stderr
+
+
+def test_load_predictor_is_what_the_cli_uses(built_repo):
+    # Guard the contract the CLI relies on: load_predictor(path).predict(list of PIL images).
+    from coverpop.predict import load_predictor
+
+    p = load_predictor(built_repo / "models/model.pt")
+    out = p.predict([Image.new("RGB", (50, 50), "red"), Image.new("RGB", (80, 80), "blue")])
+    assert out.shape == (2,) and torch.from_numpy(out).isfinite().all()
