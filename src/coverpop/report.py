@@ -21,10 +21,8 @@ def predictions_frame(test: pd.DataFrame, predicted) -> pd.DataFrame:
     return out
 
 
-def gallery(test: pd.DataFrame, predicted, path: str | Path, per_row: int = 8,
-            overlays: dict | None = None) -> None:
-    """Top row: the covers the model rates highest; bottom row: lowest. Titles: predicted/true.
-    `overlays` (file → RGB image) replaces a cover by, e.g., its saliency overlay."""
+def gallery(test: pd.DataFrame, predicted, path: str | Path, per_row: int = 8) -> None:
+    """Top row: the covers the model rates highest; bottom row: lowest. Titles: predicted/true."""
     df = test.assign(predicted=predicted).sort_values("predicted", ascending=False)
     k = min(per_row, len(df) // 2)
     rows = [("highest predicted", df.head(k)), ("lowest predicted", df.tail(k))]
@@ -32,8 +30,7 @@ def gallery(test: pd.DataFrame, predicted, path: str | Path, per_row: int = 8,
     for r, (label, part) in enumerate(rows):
         for c, (_, row) in enumerate(part.iterrows()):
             ax = axes[r][c]
-            img = (overlays or {}).get(row["file"]) or Image.open(row["file"]).convert("RGB")
-            ax.imshow(img)
+            ax.imshow(Image.open(row["file"]).convert("RGB"))
             ax.set_title(f"pred {row['predicted']:.0f} / true {row['popularity']:.0f}", fontsize=8)
             ax.axis("off")
         axes[r][0].text(-0.08, 0.5, label, transform=axes[r][0].transAxes, rotation=90,
