@@ -1,0 +1,161 @@
+"""DVC against a real S3 server (Swift + s3api on 127.0.0.1), on a toy repo: the remote config,
+push/pull with env or --local credentials, run-cache sharing, exp push/pull to a bare git remote,
+and the errors a wrong credential or a missing bucket give. The full pipeline version of this
+round trip is tests/test_team_workflow.py."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from s3.dvc_cli import run, snapshot
+from s3.plugin import isolated_env
+
+REPO = Path(__file__).resolve().parents[1]
+
+# A one-stage pipeline whose stage appends to $MARKER each time it really executes.
+SQUARE = """\
+import json, os, sys
+x = int(open("params.yaml").read().split(":")[1])
+json.dump({"y": x * x}, open("metrics.json", "w"))
+open("out.bin", "wb").write(os.urandom(64) + bytes([x]))
+open(os.environ["MARKER"], "a").write(f"x={x}\\n")
+"""
+DVC_YAML = """\
+stages:
+  square:
+    cmd: python square.py
+    deps: [square.py]
+    params: [x]
+    outs: [out.bin]
+    metrics:
+      # In git, so `dvc exp show` works before any pull. Stage-level, not under `outs:`:
+      # dvc keeps no run-cache for a stage with a `cache: false` out (unless metric/plot).
+      - metrics.json:
+          cache: false
+"""
+
+
+def test_repo_declares_default_s3_remote_without_credentials():
+    env = isolated_env()
+    assert run(["dvc", "config", "core.remote"], REPO, env).stdout.strip() == "storage"
+    url = run(["dvc", "config", 'remote.storage.url'], REPO, env).stdout.strip()
+    assert url.startswith("s3://"), url
+    committed = (REPO / ".dvc" / "config").read_text()
+    for secret in ("access_key_id", "secret_access_key", "session_token"):
+        assert secret not in committed
+
+
+def _toy_repo(path: Path, bucket, env: dict) -> Path:
+    path.mkdir()
+    run(["git", "init", "-q", "-b", "main"], path, env)
+    run(["dvc", "init", "-q"], path, env)
+    (path / "square.py").write_text(SQUARE)
+    (path / "dvc.yaml").write_text(DVC_YAML)
+    (path / "params.yaml").write_text("x: 1\n")
+    (path / ".gitignore").write_text("/marker*\n")
+    run(["dvc", "remote", "add", "-d", "storage", bucket.url()], path, env)
+    run(["dvc", "remote", "modify", "storage", "endpointurl", bucket.server.endpoint], path, env)
+    run(["dvc", "repro", "-q"], path, env)
+    run(["git", "add", "-A"], path, env)
+    run(["git", "commit", "-qm", "toy pipeline"], path, env)
+    return path
+
+
+def _credentials_local(repo: Path, env: dict, key: str, secret: str) -> None:
+    run(["dvc", "remote", "modify", "--local", "storage", "access_key_id", key], repo, env)
+    run(["dvc", "remote", "modify", "--local", "storage", "secret_access_key", secret], repo, env)
+
+
+def test_round_trip_run_cache_and_experiments(s3_bucket, tmp_path):
+    origin = tmp_path / "origin.git"
+    run(["git", "init", "-q", "--bare", "-b", "main", str(origin)], tmp_path, isolated_env())
+
+    # Author: credentials from the environment.
+    author_env = isolated_env(MARKER=str(tmp_path / "marker-author"),
+                              **s3_bucket.server.credentials_env())
+    author = _toy_repo(tmp_path / "author", s3_bucket, author_env)
+    run(["git", "remote", "add", "origin", str(origin)], author, author_env)
+    run(["git", "push", "-q", "origin", "main"], author, author_env)
+    run(["dvc", "exp", "run", "-n", "x2", "-S", "x=2"], author, author_env)
+    # The experiment's git ref to origin, its cached outputs to the S3 remote ...
+    run(["dvc", "exp", "push", "origin", "x2"], author, author_env)
+    # ... and the run-cache: its records and every output they name (cache: false ones too).
+    run(["dvc", "checkout"], author, author_env)
+    run(["git", "checkout", "--", "."], author, author_env)
+    run(["dvc", "push", "--run-cache"], author, author_env)
+    pushed = run([sys.executable, "-m", "coverpop.remote", "push-run-cache"], author, author_env).stdout
+    assert "run-cache: 2 records, 2 outputs uploaded" in pushed, pushed
+    assert (tmp_path / "marker-author").read_text() == "x=1\nx=2\n"
+    assert len([k for k in s3_bucket.keys() if k.startswith("dvcstore/runs/")]) == 2
+
+    # Teammate: a fresh clone, credentials only in .dvc/config.local.
+    marker = tmp_path / "marker-teammate"
+    env = isolated_env(MARKER=str(marker))
+    mate = tmp_path / "teammate"
+    run(["git", "clone", "-q", str(origin), str(mate)], tmp_path, env)
+    _credentials_local(mate, env, s3_bucket.server.access_key, s3_bucket.server.secret_key)
+    assert "secret_access_key" not in run(["git", "show", "HEAD:.dvc/config"], mate, env).stdout
+
+    # The experiment and its metrics come through git alone, before any data is pulled.
+    assert "x2" in run(["dvc", "exp", "list", "origin"], mate, env).stdout
+    run(["dvc", "exp", "pull", "origin", "x2"], mate, env)
+    shown = json.loads(run(["dvc", "exp", "show", "--json"], mate, env).stdout)
+    exp_metrics = [e["data"]["metrics"]["metrics.json"]["data"]["y"]
+                   for row in shown for e in (row.get("experiments") or [])
+                   for e in e["revs"] if e.get("name") == "x2"]
+    assert exp_metrics == [4]
+
+    run(["dvc", "pull", "--run-cache"], mate, env)
+    assert "up to date" in run(["dvc", "status"], mate, env).stdout
+    assert "didn't change, skipping" in run(["dvc", "repro"], mate, env).stdout
+    assert not marker.exists()
+
+    # Params the author already tried: restored from the run-cache, the stage never runs.
+    out = run(["dvc", "exp", "run", "--pull", "-S", "x=2"], mate, env).stdout
+    assert "Stage 'square' is cached - skipping run, checking out outputs" in out, out
+    assert not marker.exists()
+    assert (mate / "metrics.json").read_text() == '{"y": 4}'
+    # ... and new params really run it.
+    run(["dvc", "exp", "run", "-S", "x=3"], mate, env)
+    assert marker.read_text() == "x=3\n"
+
+
+@pytest.mark.parametrize("fault", ["wrong secret", "wrong user", "missing bucket"])
+def test_remote_faults_fail_clearly_and_keep_local_data(fault, s3_bucket, tmp_path):
+    env = isolated_env(MARKER=str(tmp_path / "marker"))
+    author = _toy_repo(tmp_path / "author", s3_bucket, env)
+    mate = tmp_path / "teammate"          # a fresh clone: nothing pulled yet
+    run(["git", "clone", "-q", str(author), str(mate)], tmp_path, env)
+    key, secret = s3_bucket.server.access_key, s3_bucket.server.secret_key
+    for repo in (author, mate):
+        if fault == "wrong secret":
+            _credentials_local(repo, env, key, "not-the-secret")
+        elif fault == "wrong user":
+            _credentials_local(repo, env, "test:nobody", secret)
+        else:
+            _credentials_local(repo, env, key, secret)
+            run(["dvc", "remote", "modify", "--local", "storage", "url",
+                 "s3://coverpop-no-such-bucket/dvcstore"], repo, env)
+    expected = (["(403)", "Forbidden"] if fault.startswith("wrong")
+                else ["NoSuchBucket", "The specified bucket does not exist"])
+
+    coverpop = [sys.executable, "-m", "coverpop.remote"]
+    clear = (["error: remote 'storage' (", "access denied"] if fault.startswith("wrong")
+             else ["error: remote 'storage' (", "bucket 'coverpop-no-such-bucket' does not exist"])
+    for repo, cmd, says in ((author, ["dvc", "push"], expected),
+                            (author, coverpop + ["push-run-cache"], ["error: remote 'storage'"]),
+                            (author, coverpop + ["check"], clear),
+                            (mate, coverpop + ["check"], clear),
+                            # dvc's own pull is clear about credentials, not about the bucket:
+                            (mate, ["dvc", "pull"], expected if fault.startswith("wrong") else
+                             ["do not exist neither locally nor on remote"])):
+        before = snapshot(repo)
+        done = run(cmd, repo, env, check=False)
+        assert done.returncode != 0, done.stdout
+        assert all(text in done.stdout for text in says), done.stdout
+        assert snapshot(repo) == before, f"{' '.join(cmd)} changed local files"
+    assert s3_bucket.keys() == []
