@@ -5,7 +5,6 @@ round trip is tests/test_team_workflow.py."""
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 from pathlib import Path
 
@@ -70,6 +69,7 @@ def _credentials_local(repo: Path, env: dict, key: str, secret: str) -> None:
     run(["dvc", "remote", "modify", "--local", "storage", "secret_access_key", secret], repo, env)
 
 
+@pytest.mark.slow
 def test_round_trip_run_cache_and_experiments(s3_bucket, tmp_path):
     origin = tmp_path / "origin.git"
     run(["git", "init", "-q", "--bare", "-b", "main", str(origin)], tmp_path, isolated_env())
@@ -124,6 +124,7 @@ def test_round_trip_run_cache_and_experiments(s3_bucket, tmp_path):
     assert marker.read_text() == "x=3\n"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fault", ["wrong secret", "wrong user", "missing bucket"])
 def test_remote_faults_fail_clearly_and_keep_local_data(fault, s3_bucket, tmp_path):
     env = isolated_env(MARKER=str(tmp_path / "marker"))

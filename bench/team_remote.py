@@ -1,0 +1,207 @@
+"""Team remote at scale: dvc push/pull of N covers to a real S3 server, dvc status on M files.
+
+    PYTHONPATH=src python bench/team_remote.py [--covers 5000] [--status-files 50000]
+                                                [--source synthetic|demo] [--out bench/out]
+
+Starts OpenStack Swift + s3api on 127.0.0.1 (tests/s3/swift_server.py) unless
+COVERPOP_S3_ENDPOINT is set. Each timing comes with a baseline measured in the same process:
+- push/pull: the same files uploaded/downloaded with plain boto3 (same thread count as dvc's
+  default jobs), so the ratio is dvc's own overhead over the wire cost;
+- status: `dvc status` in the same repo before the files exist (dvc's start-up), and one
+  os.scandir walk + stat of the same tree (the least any status must do).
+Writes <out>/team_remote.json and prints a table.
+"""
+from __future__ import annotations
+
+import argparse
+import concurrent.futures as cf
+import io
+import json
+import os
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+from s3 import swift_server  # noqa: E402
+from s3.plugin import S3Server, isolated_env  # noqa: E402
+
+JOBS = 4 * (os.cpu_count() or 1)   # dvc's default --jobs for S3
+
+
+def dvc(args: list[str], cwd: Path, env: dict) -> float:
+    t0 = time.perf_counter()
+    done = subprocess.run([sys.executable, "-m", "dvc", *args], cwd=cwd, env=env, text=True,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    if done.returncode != 0:
+        raise SystemExit(f"dvc {' '.join(args)} failed in {cwd}:\n{done.stdout}")
+    return time.perf_counter() - t0
+
+
+def git(args: list[str], cwd: Path, env: dict) -> None:
+    subprocess.run(["git", *args], cwd=cwd, env=env, check=True, capture_output=True)
+
+
+def synthetic_cover(rng: random.Random, size: int = 300) -> bytes:
+    """A flat-colour cover with a few shapes and light noise: JPEG size close to real covers."""
+    from PIL import Image, ImageDraw, ImageFilter
+
+    img = Image.new("RGB", (size, size), tuple(rng.randrange(256) for _ in range(3)))
+    draw = ImageDraw.Draw(img)
+    for _ in range(6):
+        x0, y0 = rng.randrange(size), rng.randrange(size)
+        draw.ellipse([x0, y0, x0 + rng.randrange(20, 150), y0 + rng.randrange(20, 150)],
+                     fill=tuple(rng.randrange(256) for _ in range(3)))
+    noise = Image.effect_noise((size, size), 24).convert("RGB")
+    img = Image.blend(img, noise, 0.15).filter(ImageFilter.SMOOTH)
+    buf = io.BytesIO()
+    img.save(buf, "JPEG", quality=90)
+    return buf.getvalue()
+
+
+def write_covers(folder: Path, n: int, seed: int = 0) -> int:
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = random.Random(seed)
+    total = 0
+    for i in range(n):
+        data = synthetic_cover(rng)
+        (folder / f"cover{i:06d}.jpg").write_bytes(data)
+        total += len(data)
+    return total
+
+
+def boto3_baseline(server: S3Server, folder: Path, bucket: str, dest: Path) -> tuple[float, float]:
+    """Plain boto3 upload then download of every file, JOBS threads: the wire cost alone."""
+    import boto3
+    import botocore.config
+
+    client = boto3.client(
+        "s3", endpoint_url=server.endpoint, region_name=server.region,
+        aws_access_key_id=server.access_key, aws_secret_access_key=server.secret_key,
+        config=botocore.config.Config(max_pool_connections=JOBS))
+    client.create_bucket(Bucket=bucket)
+    files = sorted(folder.iterdir())
+    t0 = time.perf_counter()
+    with cf.ThreadPoolExecutor(JOBS) as pool:
+        list(pool.map(lambda p: client.upload_file(str(p), bucket, p.name), files))
+    up = time.perf_counter() - t0
+    dest.mkdir(parents=True)
+    t0 = time.perf_counter()
+    with cf.ThreadPoolExecutor(JOBS) as pool:
+        list(pool.map(lambda p: client.download_file(bucket, p.name, str(dest / p.name)), files))
+    return up, time.perf_counter() - t0
+
+
+def walk_baseline(folder: Path) -> float:
+    t0 = time.perf_counter()
+    count = 0
+    stack = [str(folder)]
+    while stack:
+        with os.scandir(stack.pop()) as it:
+            for entry in it:
+                entry.stat()
+                if entry.is_dir():
+                    stack.append(entry.path)
+                count += 1
+    return time.perf_counter() - t0
+
+
+def bench_push_pull(server: S3Server, work: Path, n: int, source: str) -> dict:
+    bucket = f"bench-{uuid.uuid4().hex[:8]}"
+    server.client().create_bucket(Bucket=bucket)
+    env = isolated_env(**server.credentials_env())
+    author = work / "author"
+    author.mkdir()
+    git(["init", "-q", "-b", "main"], author, env)
+    dvc(["init", "-q"], author, env)
+    images = author / "data" / "covers" / "images"
+    t0 = time.perf_counter()
+    total_bytes = write_covers(images, n)
+    make_s = time.perf_counter() - t0
+    dvc(["add", "-q", "data/covers"], author, env)
+    dvc(["remote", "add", "-d", "storage", f"s3://{bucket}/dvcstore"], author, env)
+    dvc(["remote", "modify", "storage", "endpointurl", server.endpoint], author, env)
+    git(["add", "-A"], author, env)
+    git(["commit", "-qm", "covers"], author, env)
+    push_s = dvc(["push"], author, env)
+    noop_push_s = dvc(["push"], author, env)
+    mate = work / "teammate"
+    git(["clone", "-q", str(author), str(mate)], work, env)
+    pull_s = dvc(["pull"], mate, env)
+    up_s, down_s = boto3_baseline(server, images, bucket + "-raw", work / "raw-download")
+    return {"covers": n, "megabytes": round(total_bytes / 1e6, 1), "generate_s": round(make_s, 1),
+            "dvc_push_s": round(push_s, 1), "dvc_push_again_s": round(noop_push_s, 1),
+            "dvc_pull_s": round(pull_s, 1), "boto3_upload_s": round(up_s, 1),
+            "boto3_download_s": round(down_s, 1), "push_ratio": round(push_s / up_s, 2),
+            "pull_ratio": round(pull_s / down_s, 2), "jobs": JOBS}
+
+
+def bench_status(work: Path, m: int) -> dict:
+    env = isolated_env()
+    repo = work / "status"
+    repo.mkdir()
+    git(["init", "-q", "-b", "main"], repo, env)
+    dvc(["init", "-q"], repo, env)
+    empty_s = min(dvc(["status"], repo, env) for _ in range(3))   # dvc's own start-up
+    images = repo / "data" / "covers" / "images"
+    images.mkdir(parents=True)
+    for i in range(m):   # status cost is per file, not per byte: small distinct files
+        (images / f"cover{i:06d}.jpg").write_bytes(os.urandom(16) + b"\xff" * 2000)
+    add_s = dvc(["add", "-q", "data/covers"], repo, env)
+    status_s = dvc(["status"], repo, env)
+    status2_s = dvc(["status"], repo, env)
+    (images / "cover000000.jpg").write_bytes(b"changed")
+    changed_s = dvc(["status"], repo, env)
+    walk_s = walk_baseline(repo / "data" / "covers")
+    return {"files": m, "dvc_status_empty_repo_s": round(empty_s, 2),
+            "dvc_add_s": round(add_s, 1), "dvc_status_s": round(status_s, 2),
+            "dvc_status_again_s": round(status2_s, 2), "dvc_status_one_changed_s":
+            round(changed_s, 2), "walk_stat_s": round(walk_s, 3),
+            "status_vs_empty_repo": round(status2_s / empty_s, 1),
+            "status_vs_walk": round(status2_s / walk_s, 1)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--covers", type=int, default=5000)
+    parser.add_argument("--status-files", type=int, default=50000)
+    parser.add_argument("--source", choices=["synthetic"], default="synthetic")
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "out")
+    parser.add_argument("--skip", choices=["push", "status"], action="append", default=[])
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="coverpop-bench-remote-"))
+    started = None
+    try:
+        if os.environ.get("COVERPOP_S3_ENDPOINT"):
+            server = S3Server(os.environ["COVERPOP_S3_ENDPOINT"],
+                              os.environ.get("AWS_ACCESS_KEY_ID", swift_server.ACCESS_KEY),
+                              os.environ.get("AWS_SECRET_ACCESS_KEY", swift_server.SECRET_KEY))
+        else:
+            started = work / "swift"
+            state = swift_server.start(started)
+            server = S3Server(state["endpoint"], state["access_key"], state["secret_key"])
+        result = {"machine": f"{os.cpu_count()} cpu", "dvc": subprocess.run(
+            [sys.executable, "-m", "dvc", "--version"], capture_output=True, text=True
+        ).stdout.strip()}
+        if "push" not in args.skip:
+            result["push_pull"] = bench_push_pull(server, work, args.covers, args.source)
+            print(json.dumps(result["push_pull"]), flush=True)
+        if "status" not in args.skip:
+            result["status"] = bench_status(work, args.status_files)
+            print(json.dumps(result["status"]), flush=True)
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "team_remote.json").write_text(json.dumps(result, indent=1) + "\n")
+    finally:
+        if started:
+            swift_server.stop(started)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
