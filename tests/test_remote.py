@@ -102,7 +102,7 @@ def test_round_trip_run_cache_and_experiments(s3_bucket, tmp_path):
 
     # The experiment and its metrics come through git alone, before any data is pulled.
     assert "x2" in run(["dvc", "exp", "list", "origin"], mate, env).stdout
-    run(["dvc", "exp", "pull", "origin", "x2"], mate, env)
+    run(["dvc", "exp", "pull", "--no-cache", "origin", "x2"], mate, env)
     shown = json.loads(run(["dvc", "exp", "show", "--json"], mate, env).stdout)
     exp_metrics = [e["data"]["metrics"]["metrics.json"]["data"]["y"]
                    for row in shown for e in (row.get("experiments") or [])
