@@ -9,6 +9,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+# s3_server / s3_bucket: a real S3 server (Swift + s3api) on 127.0.0.1, see tests/s3/.
+pytest_plugins = ["s3.plugin"]
+
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent  # the venv running pytest: dvc and python live here
 

@@ -1,0 +1,154 @@
+"""The team workflow of docs/team.md, on the demo pipeline, against a real S3 server.
+
+An author runs the pipeline and an experiment and shares them (S3 bucket + a bare git repo);
+a teammate clones, pulls, finds nothing to re-run, and restores the author's experiment from
+the run-cache instead of training; a bad credential or bucket fails clearly and loses nothing.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import BIN, make_repo_copy
+from s3.dvc_cli import run, snapshot
+from s3.plugin import isolated_env
+
+pytestmark = pytest.mark.slow
+
+EXPERIMENT = {"name": "lr-half", "param": "train.lr=0.001"}
+COVERPOP = [sys.executable, "-m", "coverpop.remote"]
+
+
+def user_env(**extra: str) -> dict[str, str]:
+    """A user's shell: the venv first on PATH, offline, and no AWS credentials unless given."""
+    env = isolated_env(HF_HUB_OFFLINE="1", **extra)
+    env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
+    return env
+
+
+def share(repo: Path, env: dict) -> None:
+    """`make push`: the workspace's data, the run-cache records, and the outputs they name."""
+    run(["dvc", "push", "--run-cache"], repo, env)
+    out = run(COVERPOP + ["push-run-cache"], repo, env).stdout
+    assert out.startswith("run-cache: "), out
+
+
+def clone(origin: Path, dest: Path, env: dict, key: str, secret: str) -> Path:
+    run(["git", "clone", "-q", str(origin), str(dest)], dest.parent, env)
+    run(["git", "config", "user.name", "teammate"], dest, env)
+    run(["git", "config", "user.email", "teammate@coverpop.invalid"], dest, env)
+    run(["dvc", "remote", "modify", "--local", "storage", "access_key_id", key], dest, env)
+    run(["dvc", "remote", "modify", "--local", "storage", "secret_access_key", secret], dest, env)
+    return dest
+
+
+def poisoned_torch(folder: Path) -> str:
+    """A PYTHONPATH entry whose `torch` cannot be imported: any stage that trains, evaluates
+    or even loads the model fails loudly, whatever the clock says."""
+    (folder / "torch").mkdir(parents=True)
+    (folder / "torch" / "__init__.py").write_text(
+        "raise ImportError('torch imported: a stage ran instead of being restored')\n")
+    return str(folder)
+
+
+def exp_metrics(repo: Path, env: dict, name: str) -> dict:
+    """The train metrics `dvc exp show` reports for experiment `name` (from git alone)."""
+    shown = json.loads(run(["dvc", "exp", "show", "--json"], repo, env).stdout)
+    for row in shown:
+        for exp in row.get("experiments") or []:
+            for rev in exp["revs"]:
+                if rev.get("name") == name:
+                    return rev["data"]["metrics"]["metrics/train/metrics.json"]["data"]
+    raise AssertionError(f"experiment {name} not in dvc exp show")
+
+
+def test_teammate_pulls_and_restores_instead_of_rerunning(s3_bucket, tmp_path):
+    server = s3_bucket.server
+    origin = tmp_path / "origin.git"
+    run(["git", "init", "-q", "--bare", "-b", "main", str(origin)], tmp_path, user_env())
+
+    # 1. Author: the team's bucket in .dvc/config (committed), credentials from the env.
+    author_env = user_env(**server.credentials_env())
+    author = make_repo_copy(_mkdir(tmp_path / "author"))
+    run(["git", "config", "user.name", "author"], author, author_env)
+    run(["git", "config", "user.email", "author@coverpop.invalid"], author, author_env)
+    run(["dvc", "remote", "modify", "storage", "url", s3_bucket.url()], author, author_env)
+    run(["dvc", "remote", "modify", "storage", "endpointurl", server.endpoint], author,
+        author_env)
+    run(["dvc", "repro"], author, author_env)
+    run(["git", "add", "-A"], author, author_env)
+    run(["git", "commit", "-qm", "baseline + team remote"], author, author_env)
+    run(["git", "remote", "add", "origin", str(origin)], author, author_env)
+    run(["git", "push", "-q", "origin", "main"], author, author_env)
+    share(author, author_env)
+    run(["dvc", "exp", "run", "-n", EXPERIMENT["name"], "-S", EXPERIMENT["param"]], author,
+        author_env)
+    run(["dvc", "exp", "push", "origin", EXPERIMENT["name"]], author, author_env)
+    share(author, author_env)
+    authored = json.loads((author / "metrics/train/metrics.json").read_text())
+    assert any(k.startswith("dvcstore/runs/") for k in s3_bucket.keys())
+
+    # 2. Teammate: fresh clone, credentials only in .dvc/config.local; pull; nothing to re-run.
+    env = user_env()
+    mate = clone(origin, tmp_path / "teammate", env, server.access_key, server.secret_key)
+    assert "reachable" in run(COVERPOP + ["check"], mate, env).stdout
+    run(["dvc", "pull", "--run-cache"], mate, env)
+    assert "Data and pipelines are up to date." in run(["dvc", "status"], mate, env).stdout
+    repro = run(["dvc", "repro"], mate, env).stdout
+    assert "Running stage" not in repro, repro
+    for stage in ("scrape_images", "train", "evaluate"):
+        assert f"Stage '{stage}' didn't change, skipping" in repro, repro
+
+    # The author's experiment comes through git alone: metrics before any of its data.
+    assert EXPERIMENT["name"] in run(["dvc", "exp", "list", "origin"], mate, env).stdout
+    run(["dvc", "exp", "pull", "--no-cache", "origin", EXPERIMENT["name"]], mate, env)
+    assert exp_metrics(mate, env, EXPERIMENT["name"]) == authored
+
+    # 3. The same params again: restored from the run-cache; with torch unimportable, any
+    # stage that really ran would have failed.
+    before_runs = set((mate / ".dvc/cache/runs").rglob("*"))
+    poisoned = user_env(PYTHONPATH=os.pathsep.join(
+        [poisoned_torch(tmp_path / "poison"), os.environ.get("PYTHONPATH", "")]))
+    done = run(["dvc", "exp", "run", "--pull", "-S", EXPERIMENT["param"]], mate, poisoned,
+               check=False)
+    assert done.returncode == 0, (
+        "the teammate's exp run did not restore from the run-cache (a stage with a "
+        "`cache: false` out under `outs:` gets no run-cache; see docs/team.md):\n" + done.stdout)
+    assert "Running stage" not in done.stdout, done.stdout
+    for stage in ("train", "evaluate"):
+        assert f"Stage '{stage}' is cached - skipping run, checking out outputs" in done.stdout
+    assert json.loads((mate / "metrics/train/metrics.json").read_text()) == authored
+    assert set((mate / ".dvc/cache/runs").rglob("*")) == before_runs   # no new run recorded
+
+    # 4. A wrong credential, then a missing bucket: clear errors, nothing local changed.
+    stranger = clone(origin, tmp_path / "stranger", env, server.access_key, "wrong-secret")
+    for repo in (stranger, mate):
+        run(["dvc", "remote", "modify", "--local", "storage", "secret_access_key",
+             "wrong-secret"], repo, env)
+        before = snapshot(repo)
+        for cmd in (COVERPOP + ["check"], ["dvc", "pull"] if repo is stranger else
+                    ["dvc", "push", "--run-cache"]):
+            done = run(cmd, repo, env, check=False)
+            assert done.returncode != 0, done.stdout
+            assert "Forbidden" in done.stdout or "access denied" in done.stdout, done.stdout
+        assert snapshot(repo) == before
+    run(["dvc", "remote", "modify", "--local", "storage", "secret_access_key",
+         server.secret_key], mate, env)
+    run(["dvc", "remote", "modify", "--local", "storage", "url", "s3://coverpop-gone/dvcstore"],
+        mate, env)
+    before = snapshot(mate)
+    done = run(COVERPOP + ["check"], mate, env, check=False)
+    assert done.returncode == 1
+    assert "bucket 'coverpop-gone' does not exist" in done.stdout, done.stdout
+    done = run(["dvc", "push"], mate, env, check=False)
+    assert done.returncode != 0 and "NoSuchBucket" in done.stdout, done.stdout
+    assert snapshot(mate) == before
+
+
+def _mkdir(path: Path) -> Path:
+    path.mkdir()
+    return path
