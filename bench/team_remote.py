@@ -136,6 +136,7 @@ def bench_push_pull(server: S3Server, work: Path, n: int, source: str) -> dict:
     bucket = f"bench-{uuid.uuid4().hex[:8]}"
     server.client().create_bucket(Bucket=bucket)
     env = isolated_env(HF_HUB_OFFLINE="1", **server.credentials_env())
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"  # stages' python
     author = work / "author"
     t0 = time.perf_counter()
     images = (_demo_author if source == "demo" else _synthetic_author)(author, n, env)
@@ -150,7 +151,9 @@ def bench_push_pull(server: S3Server, work: Path, n: int, source: str) -> dict:
     noop_push_s = dvc(["push"], author, env)
     mate = work / "teammate"
     git(["clone", "-q", str(author), str(mate)], work, env)
-    pull_s = dvc(["pull"], mate, env)
+    # demo: only the stages up to the scrape ran, so pull those (train's outputs don't exist)
+    pull_s = dvc(["pull", "scrape_images", "--with-deps"] if source == "demo" else ["pull"],
+                 mate, env)
     up_s, down_s = boto3_baseline(server, images, bucket + "-raw", work / "raw-download")
     return {"source": source, "covers": len(covers), "cover_megabytes": round(total_bytes / 1e6, 1),
             "prepare_s": round(make_s, 1),

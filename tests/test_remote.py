@@ -40,8 +40,11 @@ stages:
 
 def test_repo_declares_default_s3_remote_without_credentials():
     env = isolated_env()
-    assert run(["dvc", "config", "core.remote"], REPO, env).stdout.strip() == "storage"
-    url = run(["dvc", "config", 'remote.storage.url'], REPO, env).stdout.strip()
+    def config(key):   # .dvc/config alone: what every clone gets
+        return run(["dvc", "config", "--project", key], REPO, env).stdout.strip()
+
+    assert config("core.remote") == "storage"
+    url = config("remote.storage.url")
     assert url.startswith("s3://"), url
     committed = (REPO / ".dvc" / "config").read_text()
     for secret in ("access_key_id", "secret_access_key", "session_token"):
@@ -51,6 +54,7 @@ def test_repo_declares_default_s3_remote_without_credentials():
 def _toy_repo(path: Path, bucket, env: dict) -> Path:
     path.mkdir()
     run(["git", "init", "-q", "-b", "main"], path, env)
+    _git_identity(path, env)
     run(["dvc", "init", "-q"], path, env)
     (path / "square.py").write_text(SQUARE)
     (path / "dvc.yaml").write_text(DVC_YAML)
@@ -62,6 +66,12 @@ def _toy_repo(path: Path, bucket, env: dict) -> Path:
     run(["git", "add", "-A"], path, env)
     run(["git", "commit", "-qm", "toy pipeline"], path, env)
     return path
+
+
+def _git_identity(repo: Path, env: dict) -> None:
+    # dvc exp run commits through its own git library: give it a repo-local identity.
+    run(["git", "config", "user.name", "coverpop test"], repo, env)
+    run(["git", "config", "user.email", "test@coverpop.invalid"], repo, env)
 
 
 def _credentials_local(repo: Path, env: dict, key: str, secret: str) -> None:
@@ -97,6 +107,7 @@ def test_round_trip_run_cache_and_experiments(s3_bucket, tmp_path):
     env = isolated_env(MARKER=str(marker))
     mate = tmp_path / "teammate"
     run(["git", "clone", "-q", str(origin), str(mate)], tmp_path, env)
+    _git_identity(mate, env)
     _credentials_local(mate, env, s3_bucket.server.access_key, s3_bucket.server.secret_key)
     assert "secret_access_key" not in run(["git", "show", "HEAD:.dvc/config"], mate, env).stdout
 
