@@ -19,3 +19,12 @@ repro: install
 
 test: install
 	python -m pytest
+
+.PHONY: push pull
+push: install  ## share data, models and the run-cache through the team's S3 remote
+	dvc push --run-cache
+	python -m coverpop.remote push-run-cache
+
+pull: install  ## the team's data and run-cache; checks bucket and credentials first
+	python -m coverpop.remote check
+	dvc pull --run-cache
