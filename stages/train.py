@@ -1,19 +1,20 @@
-"""Stage train: fit a timm model on the train split, pick the best epoch on val, save a checkpoint."""
+"""Stage train: fit a timm model on the train split, keep the best val epoch, save a checkpoint.
+
+One process:    python stages/train.py data/split.csv models/model.pt metrics/train
+Data-parallel:  torchrun --standalone --nproc_per_node=N stages/train.py <same arguments>
+(same params; train.batch_size is the global batch)
+"""
 
 import argparse
 
-import pandas as pd
-import torch
 from dvclive import Live
 
-from coverpop.data import load_images, norm_stats
+from coverpop import distributed as dist
+from coverpop.data import load_split
 from coverpop.errors import run_stage
-from coverpop.models import CoverRegressor
 from coverpop.params import load_params
 from coverpop.predict import save_checkpoint
-from coverpop.training import TrainConfig, train
-
-TARGET_SCALE = 100.0  # popularity points ↔ the model's 0-1 scale
+from coverpop.training import TrainConfig, run
 
 
 def main() -> None:
@@ -22,31 +23,33 @@ def main() -> None:
     ap.add_argument("model_out")
     ap.add_argument("live_dir")
     args = ap.parse_args()
-    params = load_params()
-    t = params["train"]
-    size, name = int(params["image_size"]), params["model"]
-    torch.manual_seed(params["seed"])
-
-    rows = pd.read_csv(args.split)
-    train_rows, val_rows = rows[rows["split"] == "train"], rows[rows["split"] == "val"]
-    x_train = load_images(train_rows["file"].tolist(), size)
-    x_val = load_images(val_rows["file"].tolist(), size)
-    y_train = torch.tensor(train_rows["popularity"].to_numpy() / TARGET_SCALE, dtype=torch.float32)
-    y_val = torch.tensor(val_rows["popularity"].to_numpy() / TARGET_SCALE, dtype=torch.float32)
-
-    mean, std = norm_stats(params["normalization"], name, x_train)
-    model = CoverRegressor(name, size, mean, std, output=t["output"],
-                           pretrained=bool(params["pretrained"]))
-    cfg = TrainConfig(epochs=int(t["epochs"]), batch_size=int(t["batch_size"]), lr=float(t["lr"]),
-                      weight_decay=float(t["weight_decay"]), seed=int(params["seed"]))
-    with Live(args.live_dir, dvcyaml=None, save_dvc_exp=False) as live:
-        result = train(model, x_train, y_train, x_val, y_val, cfg, live)
-        live.summary.update(result)
-    save_checkpoint(args.model_out, model, model=name, image_size=size, mean=mean, std=std,
-                    output=t["output"], head_hidden=0, target_scale=TARGET_SCALE,
-                    normalization=params["normalization"], best_epoch=result["best_epoch"])
-    print(f"train: best epoch {result['best_epoch']} (val loss {result['best_val_loss']:.4f}) "
-          f"-> {args.model_out}")
+    cfg = TrainConfig.from_params(load_params())
+    dist.setup()
+    try:
+        cfg.progress = dist.is_main()
+        # rank 0 decodes the covers into the cache first; the other ranks then read it
+        data, _ = dist.main_first(lambda: load_split(args.split, cfg.image_size,
+                                                     progress=cfg.progress))
+        live = Live(args.live_dir, dvcyaml=None, save_dvc_exp=False) if dist.is_main() else None
+        result, blank, meta = run(cfg, data, live=live)
+        if live is None:
+            return
+        live.summary.update({"best_epoch": meta["best_epoch"],
+                             "best_val_loss": result.history[result.best_epoch].get("val_loss"),
+                             "best": {"val": result.val}, "train_mean": result.train_mean})
+        if blank is not None:  # the input-independent baseline, next to the real metrics
+            live.summary["blank_baseline"] = {"val": blank.val}
+        live.end()
+        save_checkpoint(args.model_out, result.model, **meta)
+        line = f"train: best epoch {meta['best_epoch']}"
+        if result.val:
+            line += f" (val MAE {result.val['mae']:.2f}, Spearman {result.val['spearman']:.3f}"
+            if blank is not None:
+                line += f"; blank inputs: MAE {blank.val['mae']:.2f}"
+            line += ")"
+        print(f"{line} -> {args.model_out}")
+    finally:
+        dist.teardown()
 
 
 if __name__ == "__main__":

@@ -1,5 +1,7 @@
 """The model: any timm backbone, a regression head, and an output initialised on purpose."""
 
+from __future__ import annotations
+
 import math
 
 import torch
@@ -8,34 +10,38 @@ from torch import nn
 from coverpop.data import Normalize
 from coverpop.errors import CoverpopError
 from coverpop.params import choice
+from coverpop.pretrained import Weights, create_backbone, get_pretrained_cfg, resolve_weights
 
 OUTPUTS = ("sigmoid", "linear")
+TARGET_SCALE = 100.0  # popularity points ↔ the model's 0-1 scale
 
 
-def create_backbone(name: str, pretrained: bool, image_size: int) -> nn.Module:
-    import timm
+def is_vit_like(name: str) -> bool:
+    """Models whose input size is fixed at construction (ViT, Swin, …)."""
+    cfg = get_pretrained_cfg(name)
+    return bool(cfg is not None and cfg.fixed_input_size)
 
-    if not timm.is_model(name):
-        raise CoverpopError(f"params.yaml: model={name!r} is not a timm model name "
-                            f"(see timm.list_models())")
-    try:  # ViTs and friends need the input size at construction
-        return timm.create_model(name, pretrained=pretrained, num_classes=0, img_size=image_size)
-    except TypeError:
-        return timm.create_model(name, pretrained=pretrained, num_classes=0)
+
+def timm_kwargs(name: str, image_size: int) -> dict:
+    """Extra create_model arguments: ViT-like models are built for `image_size`."""
+    return {"img_size": image_size} if is_vit_like(name) else {}
 
 
 class CoverRegressor(nn.Module):
     """uint8 pixels in, popularity on a 0-1 scale out (×100 for points)."""
 
     def __init__(self, name: str, image_size: int, mean, std, output: str = "sigmoid",
-                 head_hidden: int = 0, pretrained: bool = False):
+                 head_hidden: int = 0, pretrained=False, weights: Weights | None = None):
         super().__init__()
         self.output = choice(output, OUTPUTS, "train.output")
+        if not isinstance(head_hidden, int) or head_hidden < 0:
+            raise CoverpopError(f"params.yaml: train.head_hidden={head_hidden!r} must be 0 or more")
         self.normalize = Normalize(mean, std)
-        self.backbone = create_backbone(name, pretrained, image_size)
+        weights = weights or resolve_weights(name, pretrained)
+        self.backbone = create_backbone(name, weights=weights, **timm_kwargs(name, image_size))
         # head_hidden_size: models whose pooled features pass a pre-logits layer (MobileNetV3)
         width = getattr(self.backbone, "head_hidden_size", None) or self.backbone.num_features
-        if head_hidden:
+        if head_hidden:  # the seed's "make head a little bit bigger"
             self.head = nn.Sequential(nn.Linear(width, head_hidden), nn.GELU(),
                                       nn.Linear(head_hidden, 1))
         else:
@@ -45,8 +51,12 @@ class CoverRegressor(nn.Module):
         z = self.head(features).squeeze(1)
         return torch.sigmoid(z) if self.output == "sigmoid" else z
 
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """Pooled backbone features of pixels (uint8, or float on the 0–255 scale)."""
+        return self.backbone(self.normalize(x))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.backbone(self.normalize(x)))
+        return self.forward_head(self.features(x))
 
     def init_output(self, target_mean: float) -> None:
         """Start at the train mean, so the first loss is the target variance (Karpathy's

@@ -1,0 +1,54 @@
+"""Frozen-backbone embeddings, computed once and cached on disk, so head-only epochs take seconds.
+
+The key holds everything that changes the numbers: model name and build arguments, the weights'
+identity, image size, normalisation, the image set (its content hashes), and the precision.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from coverpop.atomic import atomic_path
+from coverpop.data import cache_root, digest
+
+_VERSION = "emb-v1"
+
+
+def embedding_key(model: str, weights_key: str, image_size: int, mean, std, image_key: str,
+                  build_kwargs: dict, precision: str) -> str:
+    return digest(_VERSION, model, weights_key, image_size, list(mean), list(std), image_key,
+                  build_kwargs, precision)
+
+
+@torch.no_grad()
+def compute(model, images: torch.Tensor, device: torch.device, batch_size: int = 128,
+            amp: bool = False, channels_last: bool = False, progress: bool = True) -> torch.Tensor:
+    """Pooled features (N, F) of uint8 images (N, 3, S, S): `model.features` with the backbone
+    in eval mode (frozen BatchNorm statistics)."""
+    was_training = model.training
+    model.eval()
+    out = []
+    for i in tqdm(range(0, len(images), batch_size), desc="embeddings", disable=not progress,
+                  leave=False):
+        x = images[i:i + batch_size].to(device, non_blocking=True).float()
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+            out.append(model.features(x).float().cpu())
+    model.train(was_training)
+    return torch.cat(out)
+
+
+def cached(key: str, make, root: Path | None = None) -> tuple[torch.Tensor, bool]:
+    """(features, hit): load `key` from the cache, or make() and store it atomically."""
+    path = (root or cache_root()) / "embeddings" / f"{key}.pt"
+    if path.is_file():
+        return torch.load(path, map_location="cpu", weights_only=True), True
+    feats = make()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        torch.save(feats, tmp)
+    return feats, False

@@ -1,0 +1,115 @@
+"""Decoded-once image cache, normalisation choices, on-device augmentation, batch picture."""
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from PIL import Image
+
+from coverpop import data as D
+from coverpop.errors import CoverpopError
+
+
+@pytest.fixture(autouse=True)
+def cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("COVERPOP_CACHE", str(tmp_path / "cache"))
+    return tmp_path / "cache"
+
+
+def _covers(folder, n=6, size=40):
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    files = []
+    for i in range(n):
+        arr = np.zeros((size, size, 3), np.uint8)
+        arr[..., i % 3] = 40 * i  # a different colour per cover
+        arr[: size // 2, : size // 4] = rng.integers(0, 255, (size // 2, size // 4, 3))
+        path = folder / f"c{i}.jpg"
+        Image.fromarray(arr).save(path, quality=95)
+        files.append(str(path))
+    return files
+
+
+def test_load_images_decodes_once_per_size(tmp_path, cache, monkeypatch):
+    files = _covers(tmp_path / "img")
+    hashes = [f"h{i}" for i in range(len(files))]
+    first = D.load_images(files, 16, hashes=hashes)
+    assert first.shape == (6, 3, 16, 16) and first.dtype == torch.uint8
+    assert first[4, 1].float().mean() > 100  # cover 4 is green: channel order kept (RGB, CHW)
+    assert len(list((cache / "images").glob("16px-*.npy"))) == 1
+
+    def no_decode(*a, **k):
+        raise AssertionError("decoded again")
+    monkeypatch.setattr(D, "_decode", no_decode)
+    assert torch.equal(D.load_images(files, 16, hashes=hashes), first)  # served from the cache
+    with pytest.raises(AssertionError, match="decoded again"):
+        D.load_images(files, 24, hashes=hashes)  # another size is another cache entry
+    with pytest.raises(AssertionError, match="decoded again"):
+        D.load_images(files, 16, hashes=[*hashes[:-1], "changed"])  # another image set too
+    with pytest.raises(AssertionError, match="decoded again"):
+        D.load_images(files, 16)  # no hashes (evaluate, predict): no cache
+
+
+def test_corrupt_cover_is_one_line_error(tmp_path):
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(b"\xff\xd8 not a jpeg")
+    with pytest.raises(CoverpopError, match=r"bad\.jpg: cannot read image"):
+        D.load_images([str(bad)], 8, hashes=["x"])
+
+
+def test_normalizations(tmp_path):
+    imgs = torch.full((4, 3, 2, 2), 255, dtype=torch.uint8)
+    imgs[:2] = 0  # half black, half white: mean 0.5, std 0.5 per channel
+    assert D.resolve_normalization("imagenet", ((0.1,) * 3, (0.2,) * 3))[0] == (0.485, 0.456, 0.406)
+    assert D.resolve_normalization("model", ((0.1,) * 3, (0.2,) * 3)) == ((0.1,) * 3, (0.2,) * 3)
+    assert D.resolve_normalization("none", ((0.1,) * 3, (0.2,) * 3)) == ((0.0,) * 3, (1.0,) * 3)
+    mean, std = D.resolve_normalization("dataset", ((0.1,) * 3, (0.2,) * 3), imgs)
+    assert mean == pytest.approx((0.5,) * 3) and std == pytest.approx((0.5,) * 3)
+    with pytest.raises(CoverpopError, match="normalization='zscore' is not one of"):
+        D.resolve_normalization("zscore", ((0,) * 3, (1,) * 3))
+    x = D.Normalize(mean, std)(imgs)
+    assert x.min() == pytest.approx(-1) and x.max() == pytest.approx(1)
+
+
+def test_augment_identity_flip_and_crop():
+    g = torch.Generator().manual_seed(0)
+    x = torch.arange(2 * 3 * 8 * 8, dtype=torch.float32).view(2, 3, 8, 8)
+    same = D.augment(x, g, scale=(1.0, 1.0), flip=False)
+    torch.testing.assert_close(same, x, atol=1e-3, rtol=0)  # full-size crop, no flip: unchanged
+    flipped = [D.augment(x, torch.Generator().manual_seed(s), scale=(1.0, 1.0)) for s in range(8)]
+    assert any(torch.allclose(f[0], x[0].flip(-1), atol=1e-3) for f in flipped)
+    assert any(torch.allclose(f[0], x[0], atol=1e-3) for f in flipped)
+    crop = D.augment(x, torch.Generator().manual_seed(1), scale=(0.25, 0.25), flip=False)
+    assert crop.shape == x.shape and not torch.allclose(crop, x)
+    # a crop zooms in: neighbouring pixels differ less than in the original
+    assert (crop[..., 1:] - crop[..., :-1]).abs().mean() < (x[..., 1:] - x[..., :-1]).abs().mean()
+
+
+def test_batch_grid_shows_the_batch():
+    x = torch.zeros(4, 3, 8, 8)
+    x[1] = 5.0
+    pic = D.batch_grid(x)
+    assert pic.dtype == np.uint8 and pic.shape[2] == 3
+    assert pic.max() == 255 and (pic == 0).any()  # min → black, max → white
+
+
+def test_load_split(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    files = _covers(tmp_path / "data" / "covers")
+    rel = [str(Path(f).relative_to(tmp_path)) for f in files]
+    df = pd.DataFrame({"track_id": [f"t{i}" for i in range(6)], "file": rel,
+                       "sha256": [f"s{i}" for i in range(6)], "popularity": [0, 10, 20, 30, 40, 50],
+                       "split": ["train", "val", "train", "test", "train", "val"]})
+    df.to_csv("split.csv", index=False)
+    data, rows = D.load_split("split.csv", 16)
+    assert list(rows["track_id"]) == ["t0", "t1", "t2", "t4", "t5"]  # test rows never loaded
+    assert data.train_idx.tolist() == [0, 2, 3] and data.val_idx.tolist() == [1, 4]
+    assert data.popularity.tolist() == [0, 10, 20, 40, 50]
+    blank = data.blank()
+    assert blank.images.shape == data.images.shape and blank.images.max() == 0
+    assert blank.image_key != data.image_key
+    df.drop(columns="sha256").to_csv("bad.csv", index=False)
+    with pytest.raises(CoverpopError, match=r"bad\.csv: missing column 'sha256'"):
+        D.load_split("bad.csv", 16)

@@ -1,0 +1,110 @@
+"""stages/train.py as DVC runs it, in one process and as 2 DDP processes through torchrun (gloo)."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import yaml
+from PIL import Image
+
+REPO = Path(__file__).resolve().parents[1]
+STAGE = REPO / "stages" / "train.py"
+
+
+def make_workspace(root: Path, n: int = 32, size: int = 40, **params) -> Path:
+    """A repo-shaped folder: data/split.csv + covers (brightness = popularity) + params.yaml."""
+    images = root / "data" / "covers" / "images"
+    images.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    rows = []
+    for i in range(n):
+        level = int(rng.integers(0, 256))
+        arr = np.clip(level + rng.integers(-30, 30, (size, size, 3)), 0, 255).astype(np.uint8)
+        rel = f"data/covers/images/c{i:03d}.jpg"
+        Image.fromarray(arr).save(root / rel, quality=95)
+        rows.append({"track_id": f"t{i}", "cover_id": f"c{i:03d}", "album_id": f"a{i}",
+                     "file": rel, "sha256": f"{i:064x}", "popularity": round(arr.mean() / 2.55, 1),
+                     "split": "val" if i % 4 == 3 else "train"})
+    pd.DataFrame(rows).to_csv(root / "data" / "split.csv", index=False)
+    top = {k: params.pop(k) for k in ("model", "image_size", "normalization", "seed", "pretrained")
+           if k in params}
+    base = {"model": "test_vit", "pretrained": False, "image_size": 32, "normalization": "imagenet",
+            "seed": 0, **top,
+            "train": {"epochs": 2, "batch_size": 8, "augment": False, "warmup_epochs": 0,
+                      "blank_baseline": True, **params}}
+    (root / "params.yaml").write_text(yaml.safe_dump(base))
+    return root
+
+
+def run_stage(root: Path, nproc: int = 1) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "COVERPOP_CACHE": str(root / "cache"),
+           "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    args = [str(STAGE), "data/split.csv", "models/model.pt", "metrics/train"]
+    cmd = [sys.executable, *args]
+    if nproc > 1:
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+               f"--nproc_per_node={nproc}", *args]
+    return subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True, timeout=600)
+
+
+def read_metrics(root: Path) -> dict:
+    return json.loads((root / "metrics" / "train" / "metrics.json").read_text())
+
+
+def keys(d: dict, prefix="") -> set:
+    out = set()
+    for k, v in d.items():
+        out |= keys(v, f"{prefix}{k}/") if isinstance(v, dict) else {prefix + k}
+    return out
+
+
+@pytest.fixture(scope="module")
+def single(tmp_path_factory):
+    root = make_workspace(tmp_path_factory.mktemp("single"))
+    proc = run_stage(root)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return root
+
+
+def test_stage_writes_checkpoint_metrics_and_first_batch(single):
+    ckpt = torch.load(single / "models" / "model.pt", map_location="cpu", weights_only=False)
+    assert {"model", "image_size", "mean", "std", "output", "head_hidden", "target_scale",
+            "state_dict"} <= set(ckpt)
+    assert ckpt["model"] == "test_vit" and ckpt["image_size"] == 32
+    m = read_metrics(single)
+    assert {"train/loss", "val/loss", "val/mae", "val/spearman", "best/val/mae", "best_epoch",
+            "best_val_loss", "blank_baseline/val/mae", "blank_baseline/val/spearman"} <= keys(m)
+    assert m["step"] == 1  # two epochs logged
+    assert (single / "metrics" / "train" / "plots" / "images" / "first_batch.png").is_file()
+    tsv = single / "metrics" / "train" / "plots" / "metrics" / "val" / "mae.tsv"
+    assert len(tsv.read_text().splitlines()) == 3  # header + one row per epoch
+
+
+def test_stage_bad_param_is_one_line(tmp_path):
+    root = make_workspace(tmp_path, n=8, loss="hinge")
+    proc = run_stage(root)
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines() == [
+        "error: params.yaml: train.loss='hinge' is not one of mse, huber, l1"]
+
+
+def test_torchrun_two_processes_gloo_same_format_same_numbers(single, tmp_path):
+    """Global batch 8 = 2 ranks × 4: with no BatchNorm (a ViT) and no augmentation the averaged
+    gradients equal the single-process ones, so the metrics must agree, not just their format."""
+    root = make_workspace(tmp_path)
+    proc = run_stage(root, nproc=2)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    one, two = read_metrics(single), read_metrics(root)
+    assert keys(one) == keys(two)
+    for k in ("train/loss", "val/loss", "val/mae", "best/val/rmse", "blank_baseline/val/mae"):
+        a, b = one, two
+        for part in k.split("/"):
+            a, b = a[part], b[part]
+        assert b == pytest.approx(a, rel=1e-3, abs=1e-4), k
+    assert (root / "models" / "model.pt").is_file()
