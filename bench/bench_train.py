@@ -23,10 +23,10 @@ import time
 import torch
 
 from coverpop import training
-from coverpop.data import Normalizer
-from coverpop.models import build_model
+from coverpop.data import Data
+from coverpop.models import CoverRegressor, is_vit_like
 from coverpop.pretrained import resolve_weights
-from coverpop.training import Data, TrainConfig, fit, resolve_device
+from coverpop.training import TrainConfig, fit, resolve_device
 
 
 def synthetic(n: int, size: int, seed: int = 0) -> Data:
@@ -40,13 +40,14 @@ def bare_rates(cfg: TrainConfig, data: Data, steps: int, blocks: int) -> list[fl
     """The model step alone: forward, loss, backward, AdamW step on tensors already prepared."""
     device = resolve_device(cfg.device)
     torch.manual_seed(cfg.seed)
-    model = build_model(cfg.model, resolve_weights(cfg.model, cfg.pretrained), cfg.image_size,
-                        cfg.head_hidden, cfg.output).to(device).train()
-    channels_last = training._flag(cfg.channels_last, not _is_vit(cfg.model), "channels_last")
+    model = CoverRegressor(cfg.model, cfg.image_size, (0.5,) * 3, (0.5,) * 3, cfg.output,
+                           cfg.head_hidden, weights=resolve_weights(cfg.model, cfg.pretrained))
+    model.to(device).train()
+    channels_last = training._flag(cfg.channels_last, not is_vit_like(cfg.model), "channels_last")
     amp = training._flag(cfg.amp, device.type == "cuda", "amp")
     if channels_last:
         model.to(memory_format=torch.channels_last)
-    x = Normalizer((0.5,) * 3, (0.5,) * 3)(data.images[: cfg.batch_size]).to(device)
+    x = data.images[: cfg.batch_size].float().to(device)  # the model normalises pixels itself
     if channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
     y = (data.popularity[: cfg.batch_size] / 100).to(device)
@@ -79,11 +80,6 @@ def _wall(cfg: TrainConfig) -> bool:
     """GPU: wall time. CPU: this process's CPU time, which other users of a shared machine
     disturb far less than wall time (the loop does no I/O, so the two agree when it is quiet)."""
     return resolve_device(cfg.device).type != "cpu"
-
-
-def _is_vit(model: str) -> bool:
-    from coverpop.pretrained import get_pretrained_cfg
-    return bool(getattr(get_pretrained_cfg(model), "fixed_input_size", False))
 
 
 def _sync(device):

@@ -237,10 +237,9 @@ def test_epochs_and_batch_size(monkeypatch):
 
 
 def test_freeze_backbone_trains_only_the_head():
-    c = cfg(freeze_backbone=True, augment=True, epochs=1)
-    torch.manual_seed(c.seed)
-    before = params_of(CoverRegressor(c.model, 32, [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]))
-    after = fit(c, covers(), w, w.mean, w.std).model.state_dict()
+    torch.manual_seed(TrainConfig.seed)  # fit seeds the same way before building its model
+    before = params_of(CoverRegressor(TINY["model"], 32, [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]))
+    after = train(freeze_backbone=True, augment=True, epochs=1).model.state_dict()
     backbone = [k for k in after if k.startswith("backbone.")]
     assert backbone and all(torch.equal(after[k], before[k]) for k in backbone)  # BN stats too
     assert not torch.equal(after["head.weight"], before["head.weight"])
@@ -308,6 +307,18 @@ def test_blank_baseline_runs_the_same_recipe_on_blank_inputs():
     assert result.val["spearman"] > 0.5  # with pixels: brightness is learnt
     assert result.val["mae"] < blank.val["mae"]
     assert run(cfg(blank_baseline=False, epochs=1), covers())[1] is None
+
+
+def test_blank_shortcut_matches_training_on_a_full_blank_batch():
+    """The blank baseline runs two copies per step; a real all-black batch must agree."""
+    data = covers(n=48)
+    shortcut = train(data.blank(), epochs=2, augment=True)
+    zeros = Data(torch.zeros_like(data.images), data.popularity, data.train_idx, data.val_idx, "z")
+    full = train(zeros, epochs=2, augment=True)
+    assert np.ptp(full.val_pred) < 1e-6
+    for a, b in zip(shortcut.history, full.history):
+        assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-3)
+    assert shortcut.val["mae"] == pytest.approx(full.val["mae"], abs=0.5)
 
 
 def test_checkpoint_contract(tmp_path):

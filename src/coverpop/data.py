@@ -103,12 +103,13 @@ class Data:
     train_idx: torch.Tensor
     val_idx: torch.Tensor
     image_key: str  # identity of the image set (for the embedding cache)
+    blank_inputs: bool = False  # every image is the same black square
 
     def blank(self) -> Data:
         """Same rows and targets, every image black: what can the model learn without pixels?"""
         zeros = torch.zeros((1, *self.images.shape[1:]), dtype=torch.uint8)
-        return Data(zeros.expand(len(self.images), -1, -1, -1), self.popularity,
-                    self.train_idx, self.val_idx, "blank-" + digest(tuple(self.images.shape)))
+        return Data(zeros.expand(len(self.images), -1, -1, -1), self.popularity, self.train_idx,
+                    self.val_idx, "blank-" + digest(tuple(self.images.shape)), blank_inputs=True)
 
 
 SPLIT_COLUMNS = ("file", "sha256", "popularity", "split")
