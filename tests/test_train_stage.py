@@ -94,6 +94,7 @@ def test_stage_bad_param_is_one_line(tmp_path):
         "error: params.yaml: train.loss='hinge' is not one of mse, huber, l1"]
 
 
+@pytest.mark.slow
 def test_torchrun_two_processes_gloo_same_format_same_numbers(single, tmp_path):
     """Global batch 8 = 2 ranks × 4: with no BatchNorm (a ViT) and no augmentation the averaged
     gradients equal the single-process ones, so the metrics must agree, not just their format."""

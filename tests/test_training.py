@@ -288,6 +288,7 @@ def test_early_stopping_stops_on_val_and_keeps_best():
     assert stopped.val["mae"] == pytest.approx(stopped.history[stopped.best_epoch]["val_mae"], rel=1e-5)
 
 
+@pytest.mark.slow
 def test_overfit_one_batch_reaches_near_zero_loss():
     """Karpathy's first check: a model that cannot memorise 8 covers has a bug, not a data problem."""
     result = train(overfit_batches=1, batch_size=8, epochs=80, lr=1e-3, lr_schedule="constant",
@@ -347,6 +348,7 @@ def demo_covers(n_albums, size):
     return torch.from_numpy(x), torch.tensor(albums["popularity"].to_numpy(), dtype=torch.float32)
 
 
+@pytest.mark.slow
 def test_model_beats_mean_baseline_on_demo_covers():
     x, pop = demo_covers(800, 32)
     n_test = 200

@@ -354,7 +354,11 @@ def run(cfg: TrainConfig, data: Data, live=None) -> tuple[FitResult, FitResult |
     mean, std = resolve_normalization(cfg.normalization, (weights.mean, weights.std),
                                       data.images[data.train_idx])
     result = fit(cfg, data, weights, mean, std, live=live)
-    blank = fit(cfg, data.blank(), weights, mean, std) if cfg.blank_baseline else None
+    blank = None
+    if cfg.blank_baseline:
+        if cfg.progress and dist.is_main():
+            print("blank baseline: the same model and recipe on all-black covers", flush=True)
+        blank = fit(cfg, data.blank(), weights, mean, std)
     return result, blank, checkpoint_meta(cfg, result, weights, mean, std)
 
 
