@@ -4,7 +4,6 @@ Reads the split table and the covers it names; writes the per-cover features, th
 `dvc metrics` and the data for `dvc plots` plus a PNG.
 """
 
-import argparse
 from pathlib import Path
 
 import pandas as pd
@@ -12,18 +11,13 @@ import pandas as pd
 from coverpop import analysis
 from coverpop.atomic import write_csv, write_json
 from coverpop.errors import CoverpopError, run_stage
-from coverpop.params import load_params
+from coverpop.params import load_params, stage_paths
 
 SPLITS = ("train", "val", "test")
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("split")
-    ap.add_argument("features_out")
-    ap.add_argument("metrics_out")
-    ap.add_argument("plots_dir")
-    args = ap.parse_args()
+    args = stage_paths("split", "features_out", "metrics_out", "plots_dir")
     params = load_params()
     p = params["analyze"]
     unknown = sorted(set(p["splits"]) - set(SPLITS))

@@ -1,25 +1,17 @@
 """Stage dedupe_split: one row per album and per cover, then a grouped, stratified split."""
 
-import argparse
-
 import pandas as pd
 
 from coverpop.atomic import write_csv, write_json
 from coverpop.dedupe import REASONS, dedupe
 from coverpop.errors import run_stage
-from coverpop.params import load_params
+from coverpop.params import load_params, stage_paths
 from coverpop.splitting import split
 from coverpop.tables import read_tracks
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("selected")
-    ap.add_argument("manifest")
-    ap.add_argument("out")
-    ap.add_argument("removed")
-    ap.add_argument("report")
-    args = ap.parse_args()
+    args = stage_paths("selected", "manifest", "out", "removed", "report")
     params = load_params()
     d, s = params["dedupe"], params["split"]
     tracks = read_tracks(args.selected)

@@ -1,6 +1,5 @@
 """Stage evaluate: the model and the baselines on the test split, gains with bootstrap CIs."""
 
-import argparse
 from pathlib import Path
 
 import pandas as pd
@@ -10,7 +9,7 @@ from coverpop.baselines import genre_year_baseline, mean_baseline, random_baseli
 from coverpop.data import load_images
 from coverpop.errors import run_stage
 from coverpop.metrics import gain_ci, regression_metrics
-from coverpop.params import load_params
+from coverpop.params import load_params, stage_paths
 from coverpop.predict import load_predictor
 from coverpop.report import gallery, predictions_frame
 from coverpop.saliency import explain_test_covers
@@ -19,12 +18,7 @@ GAIN_METRICS = ("mae", "rmse", "r2", "spearman")
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("split")
-    ap.add_argument("model")
-    ap.add_argument("metrics_out")
-    ap.add_argument("plots_dir")
-    args = ap.parse_args()
+    args = stage_paths("split", "model", "metrics_out", "plots_dir")
     params = load_params()
     e, seed = params["evaluate"], int(params["seed"])
 

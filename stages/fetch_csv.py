@@ -1,17 +1,13 @@
 """Stage fetch_csv: the tracks table from data.source, validated, in the Kaggle schema."""
 
-import argparse
-
 from coverpop.atomic import write_csv
 from coverpop.errors import run_stage
-from coverpop.params import load_params
+from coverpop.params import load_params, stage_paths
 from coverpop.sources import fetch_tracks
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("out")
-    args = ap.parse_args()
+    args = stage_paths("out")
     data = load_params()["data"]
     tracks = fetch_tracks(data)
     write_csv(args.out, tracks)

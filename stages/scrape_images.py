@@ -1,21 +1,15 @@
 """Stage scrape_images: one verified cover per track, resumable, and a manifest."""
 
-import argparse
-
 from coverpop.atomic import write_csv
 from coverpop.errors import CoverpopError, run_stage
-from coverpop.params import load_params
+from coverpop.params import load_params, stage_paths
 from coverpop.resolvers import make_resolver
 from coverpop.scrape import Scraper, StopScrape, check_success, manifest_frame
 from coverpop.tables import read_tracks
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("selected")
-    ap.add_argument("covers_dir")
-    ap.add_argument("manifest")
-    args = ap.parse_args()
+    args = stage_paths("selected", "covers_dir", "manifest")
     params = load_params()
     p = params["scrape"]
     tracks = read_tracks(args.selected)

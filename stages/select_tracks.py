@@ -1,19 +1,14 @@
 """Stage select_tracks: N tracks to scrape, seeded, optionally filtered and stratified."""
 
-import argparse
-
 from coverpop.atomic import write_csv
 from coverpop.errors import run_stage
-from coverpop.params import load_params
+from coverpop.params import load_params, stage_paths
 from coverpop.selection import select_tracks
 from coverpop.tables import read_tracks
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("tracks")
-    ap.add_argument("out")
-    args = ap.parse_args()
+    args = stage_paths("tracks", "out")
     params = load_params()
     p = params["select"]
     tracks = read_tracks(args.tracks)

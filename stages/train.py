@@ -5,24 +5,18 @@ Data-parallel:  torchrun --standalone --nproc_per_node=N stages/train.py <same a
 (same params; train.batch_size is the global batch)
 """
 
-import argparse
-
 from dvclive import Live
 
 from coverpop import distributed as dist
 from coverpop.data import load_split
 from coverpop.errors import run_stage
-from coverpop.params import load_params
+from coverpop.params import load_params, stage_paths
 from coverpop.predict import save_checkpoint
 from coverpop.training import TrainConfig, run
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("split")
-    ap.add_argument("model_out")
-    ap.add_argument("live_dir")
-    args = ap.parse_args()
+    args = stage_paths("split", "model_out", "live_dir")
     cfg = TrainConfig.from_params(load_params())
     dist.setup()
     try:

@@ -82,6 +82,15 @@ def make_repo_copy(dest: Path, params: dict | None = None) -> Path:
 
 
 @pytest.fixture
+def fake():
+    """The local stand-in for Spotify (API, accounts, oEmbed, image CDN) on 127.0.0.1."""
+    from fakes.spotify_server import FakeSpotify
+
+    with FakeSpotify() as f:
+        yield f
+
+
+@pytest.fixture
 def tiny_repo(tmp_path) -> Path:
     return make_repo_copy(tmp_path / "repo")
 

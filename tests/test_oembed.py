@@ -17,12 +17,6 @@ FAST = {"timeout": 1, "retries": 2, "backoff": 0.01, "workers": 2}
 
 
 @pytest.fixture
-def fake():
-    with FakeSpotify() as f:
-        yield f
-
-
-@pytest.fixture
 def ids():
     return make_track_ids(4)
 

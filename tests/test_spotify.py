@@ -32,12 +32,6 @@ class RecordingLimiter(net.RateLimiter):
 
 
 @pytest.fixture
-def fake():
-    with FakeSpotify() as f:
-        yield f
-
-
-@pytest.fixture
 def ids():
     return make_track_ids(12)
 

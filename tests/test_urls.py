@@ -14,12 +14,6 @@ from coverpop.scrape import CoverError  # noqa: E402
 from coverpop.urls import UrlResolver  # noqa: E402
 
 
-@pytest.fixture
-def fake():
-    with FakeSpotify() as f:
-        yield f
-
-
 def test_downloads_the_url_in_the_column(fake):
     tid = make_track_ids(1)[0]
     r = UrlResolver.from_params({"url_column": "cover", "size": 64, "retries": 0}, environ={})

@@ -1,5 +1,6 @@
-"""params.yaml, read once per stage."""
+"""What a stage is given: params.yaml, and its paths on the command line."""
 
+import argparse
 from pathlib import Path
 
 import yaml
@@ -23,3 +24,11 @@ def choice(value, allowed: tuple[str, ...], name: str) -> str:
     if value not in allowed:
         raise CoverpopError(f"params.yaml: {name}={value!r} is not one of {', '.join(allowed)}")
     return value
+
+
+def stage_paths(*names: str) -> argparse.Namespace:
+    """The paths a stage's dvc.yaml `cmd` passes, in order (dvc.yaml names each path once)."""
+    parser = argparse.ArgumentParser()
+    for name in names:
+        parser.add_argument(name)
+    return parser.parse_args()
