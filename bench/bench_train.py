@@ -1,4 +1,4 @@
-"""Training speed, as ratios measured in one process (not a test: numbers go to docs/train.md).
+"""Training speed, as ratios measured in one process (not a test: numbers go to the README).
 
 (a) loop efficiency: images/s of the real training loop (`training.fit`: uint8 gather, to-device,
     normalise, augment, channels_last, autocast, step, schedule) vs the bare model step on ready

@@ -1,4 +1,4 @@
-"""A sweep through DVC's experiment queue, as docs/train.md tells a user to run one."""
+"""A sweep through DVC's experiment queue, as the README tells a user to run one."""
 
 import json
 import time

@@ -1,4 +1,4 @@
-"""The team workflow of docs/team.md, on the demo pipeline, against a real S3 server.
+"""The team workflow of the README ("Working with teammates"), on the demo pipeline, against a real S3 server.
 
 An author runs the pipeline and an experiment and shares them (S3 bucket + a bare git repo);
 a teammate clones, pulls, finds nothing to re-run, and restores the author's experiment from
@@ -117,7 +117,7 @@ def test_teammate_pulls_and_restores_instead_of_rerunning(s3_bucket, tmp_path):
                check=False)
     assert done.returncode == 0, (
         "the teammate's exp run did not restore from the run-cache (a stage with a "
-        "`cache: false` out under `outs:` gets no run-cache; see docs/team.md):\n" + done.stdout)
+        "`cache: false` out under `outs:` gets no run-cache; see the README, 'Working with teammates'):\n" + done.stdout)
     assert "Running stage" not in done.stdout, done.stdout
     for stage in ("train", "evaluate"):
         assert f"Stage '{stage}' is cached - skipping run, checking out outputs" in done.stdout

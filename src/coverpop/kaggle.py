@@ -12,7 +12,7 @@ from coverpop.errors import CoverpopError
 DEFAULT_HANDLE = "amitanshjoshi/spotify-1million-tracks/versions/1"
 DEFAULT_FILE = "spotify_data.csv"
 CREDENTIALS_HINT = ("KAGGLE_API_TOKEN (or KAGGLE_USERNAME and KAGGLE_KEY, or ~/.kaggle/kaggle.json; "
-                    "see docs/scrape.md)")
+                    "see the README, 'Real data')")
 _PINNED = re.compile(r"^[\w.-]+/[\w.-]+/versions/\d+$")
 
 

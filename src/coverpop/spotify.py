@@ -111,7 +111,7 @@ class SpotifyApiResolver:
         if not client_id or not client_secret:
             raise CoverpopError(
                 "scrape.resolver=spotify_api needs SPOTIPY_CLIENT_ID and SPOTIPY_CLIENT_SECRET in "
-                "the environment (see docs/scrape.md), or use scrape.resolver=oembed (no credentials)")
+                "the environment (see the README, 'Real data'), or use scrape.resolver=oembed (no credentials)")
         return cls(client_id, client_secret,
                    api_url=net.setting(scrape, "api_url", "COVERPOP_SPOTIFY_API_URL", API_URL, environ),
                    token_url=net.setting(scrape, "token_url", "COVERPOP_SPOTIFY_TOKEN_URL",
