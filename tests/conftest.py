@@ -12,6 +12,10 @@ import yaml
 # s3_server / s3_bucket: a real S3 server (Swift + s3api) on 127.0.0.1, see tests/s3/.
 pytest_plugins = ["s3.plugin"]
 
+# Nothing may reach the internet from tests: no hub weights, no DVC update check or analytics.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ["DVC_NO_ANALYTICS"] = "1"
+
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent  # the venv running pytest: dvc and python live here
 
