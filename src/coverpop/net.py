@@ -226,6 +226,12 @@ def call(request: Callable[[], T], policy: RetryPolicy, limiter: RateLimiter | N
         raise CoverError(err.reason, f"{err.detail} ({policy.attempts} tries)", retryable=True) from None
 
 
+def download(session: requests.Session, url: str, *, timeout: float, policy: RetryPolicy,
+             limiter: RateLimiter | None) -> bytes:
+    """A cover's bytes, under the retry policy and the rate cap (shared by every resolver)."""
+    return call(lambda: get(session, url, timeout=timeout).content, policy, limiter)
+
+
 def policy_from_params(scrape: dict) -> RetryPolicy:
     return RetryPolicy(attempts=int(scrape.get("retries", 3)) + 1,
                        backoff=float(scrape.get("backoff", 0.5)),

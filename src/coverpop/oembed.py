@@ -61,5 +61,5 @@ class OEmbedResolver:
                         url=net.rehost(sized_url(thumb, self.size), self.image_host))
 
     def fetch(self, ref: CoverRef) -> bytes:
-        return net.call(lambda: net.get(self.session, ref.url, timeout=self.timeout).content,
-                        self.policy, self.images)
+        return net.download(self.session, ref.url, timeout=self.timeout, policy=self.policy,
+                            limiter=self.images)

@@ -152,8 +152,8 @@ class SpotifyApiResolver:
                         url=net.rehost(url, self.image_host))
 
     def fetch(self, ref: CoverRef) -> bytes:
-        return net.call(lambda: net.get(self.session, ref.url, timeout=self.timeout).content,
-                        self.policy, self.images)
+        return net.download(self.session, ref.url, timeout=self.timeout, policy=self.policy,
+                            limiter=self.images)
 
     # ---- API calls --------------------------------------------------------------------------
     def _track(self, track_id: str) -> dict | None:

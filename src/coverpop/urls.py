@@ -40,5 +40,5 @@ class UrlResolver:
                         url=net.rehost(sized_url(url, self.size), self.image_host))
 
     def fetch(self, ref: CoverRef) -> bytes:
-        return net.call(lambda: net.get(self.session, ref.url, timeout=self.timeout).content,
-                        self.policy, self.limiter)
+        return net.download(self.session, ref.url, timeout=self.timeout, policy=self.policy,
+                            limiter=self.limiter)
