@@ -14,12 +14,12 @@ from dataclasses import dataclass, field, fields
 import numpy as np
 import torch
 import torch.nn.functional as F
-from scipy import stats
 
 from coverpop import distributed as dist
 from coverpop import embeddings
 from coverpop.data import NORMALIZATIONS, Data, augment, batch_grid, resolve_normalization
 from coverpop.errors import CoverpopError
+from coverpop.metrics import score
 from coverpop.models import OUTPUTS, TARGET_SCALE, CoverRegressor, is_vit_like, timm_kwargs
 from coverpop.params import choice
 from coverpop.pretrained import Weights, parse_pretrained, resolve_weights
@@ -125,12 +125,9 @@ def loss_fn(name: str):
 
 
 def regression_metrics(pred: np.ndarray, true: np.ndarray) -> dict:
-    """MAE, RMSE, Spearman on the 0–100 scale (constant predictions rank nothing: Spearman 0)."""
-    err = pred - true
-    constant = np.ptp(pred) < 1e-9 or np.ptp(true) < 1e-9
-    rho = 0.0 if constant or len(pred) < 2 else float(stats.spearmanr(pred, true)[0])
-    return {"mae": float(np.abs(err).mean()), "rmse": float(np.sqrt((err ** 2).mean())),
-            "spearman": rho}
+    """Val MAE, RMSE and Spearman on the 0–100 scale, scored as the evaluate stage scores them."""
+    return {name: score(np.asarray(true, float), np.asarray(pred, float), name)
+            for name in ("mae", "rmse", "spearman")}
 
 
 def lr_lambda(cfg: TrainConfig, steps_per_epoch: int, total_steps: int):
