@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from coverpop.features import features_table
+from coverpop.analyze.features import features_table
 
 GRACE = Path(__import__("matplotlib").get_data_path()) / "sample_data" / "grace_hopper.jpg"
 

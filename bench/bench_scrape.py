@@ -32,12 +32,13 @@ from spotipy.oauth2 import SpotifyClientCredentials
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO / "src"), str(REPO / "tests")]
 
-from coverpop.resolvers import make_resolver  # noqa: E402
-from coverpop.scrape import DEFAULT_WORKERS, Scraper  # noqa: E402
-from coverpop.selection import select_tracks  # noqa: E402
-from coverpop.tables import read_tracks  # noqa: E402
 from fakes.kaggle_csv import kaggle_like_csv  # noqa: E402
 from fakes.spotify_server import make_track_ids  # noqa: E402
+
+from coverpop.covers.engine import DEFAULT_WORKERS, Scraper  # noqa: E402
+from coverpop.covers.resolvers import make_resolver  # noqa: E402
+from coverpop.tracks.selection import select_tracks  # noqa: E402
+from coverpop.tracks.tables import read_tracks  # noqa: E402
 
 
 def start_fake(latency: tuple[float, float]) -> tuple[subprocess.Popen, dict[str, str]]:

@@ -22,21 +22,21 @@ import time
 
 import torch
 
-from coverpop import training
-from coverpop.data import Data
-from coverpop.models import CoverRegressor, is_vit_like
-from coverpop.pretrained import resolve_weights
-from coverpop.training import TrainConfig, fit, resolve_device
+from coverpop.train import loop as training
+from coverpop.train.data import CoverTensors
+from coverpop.train.loop import TrainConfig, fit, resolve_device
+from coverpop.train.models import CoverRegressor, is_vit_like
+from coverpop.train.pretrained import resolve_weights
 
 
-def synthetic(n: int, size: int, seed: int = 0) -> Data:
+def synthetic(n: int, size: int, seed: int = 0) -> CoverTensors:
     g = torch.Generator().manual_seed(seed)
     images = torch.randint(0, 256, (n, 3, size, size), generator=g, dtype=torch.uint8)
     pop = torch.rand(n, generator=g) * 100
-    return Data(images, pop, torch.arange(n), torch.arange(0), f"bench-{n}-{size}-{seed}")
+    return CoverTensors(images, pop, torch.arange(n), torch.arange(0), f"bench-{n}-{size}-{seed}")
 
 
-def bare_rates(cfg: TrainConfig, data: Data, steps: int, blocks: int) -> list[float]:
+def bare_rates(cfg: TrainConfig, data: CoverTensors, steps: int, blocks: int) -> list[float]:
     """The model step alone: forward, loss, backward, AdamW step on tensors already prepared."""
     device = resolve_device(cfg.device)
     torch.manual_seed(cfg.seed)
@@ -87,7 +87,7 @@ def _sync(device):
         torch.cuda.synchronize(device)
 
 
-def loop_rates(cfg: TrainConfig, data: Data) -> list[float]:
+def loop_rates(cfg: TrainConfig, data: CoverTensors) -> list[float]:
     """Images/s of each epoch after the first (which pays for warm-up: autotune, compile)."""
     result = fit(cfg, data, resolve_weights(cfg.model, cfg.pretrained), (0.5,) * 3, (0.5,) * 3)
     steps = max(1, len(data.train_idx) // cfg.batch_size)

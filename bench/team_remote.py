@@ -124,7 +124,7 @@ def _synthetic_author(author: Path, n: int, env: dict) -> Path:
 
 def _demo_author(author: Path, n: int, env: dict) -> Path:
     """A copy of this repo whose demo pipeline scrapes n covers (one per album, all tracks)."""
-    from conftest import make_repo_copy   # the Foundation's temp-repo helper
+    from conftest import make_repo_copy  # the Foundation's temp-repo helper
 
     author.mkdir()
     make_repo_copy(author, {"data.demo.n_albums": n, "select.n": 10 ** 7})

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from coverpop import analysis
-from coverpop.atomic import write_csv, write_json
-from coverpop.errors import CoverpopError, run_stage
-from coverpop.params import load_params, stage_paths
+from coverpop.analyze import report as analysis
+from coverpop.core.atomic import write_csv, write_json
+from coverpop.core.errors import CoverpopError, run_stage
+from coverpop.core.params import load_params, stage_paths
 
 SPLITS = ("train", "val", "test")
 

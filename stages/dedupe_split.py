@@ -2,12 +2,12 @@
 
 import pandas as pd
 
-from coverpop.atomic import write_csv, write_json
-from coverpop.dedupe import REASONS, dedupe
-from coverpop.errors import run_stage
-from coverpop.params import load_params, stage_paths
-from coverpop.splitting import split
-from coverpop.tables import read_tracks
+from coverpop.core.atomic import write_csv, write_json
+from coverpop.core.errors import run_stage
+from coverpop.core.params import load_params, stage_paths
+from coverpop.split.dedupe import REASONS, dedupe
+from coverpop.split.splitting import split
+from coverpop.tracks.tables import read_tracks
 
 
 def main() -> None:

@@ -4,15 +4,19 @@ from pathlib import Path
 
 import pandas as pd
 
-from coverpop.atomic import write_csv, write_json
-from coverpop.baselines import genre_year_baseline, mean_baseline, random_baseline
-from coverpop.data import load_images
-from coverpop.errors import run_stage
-from coverpop.metrics import gain_ci, regression_metrics
-from coverpop.params import load_params, stage_paths
-from coverpop.predict import load_predictor
-from coverpop.report import gallery, predictions_frame
-from coverpop.saliency import explain_test_covers
+from coverpop.core.atomic import write_csv, write_json
+from coverpop.core.errors import run_stage
+from coverpop.core.metrics import gain_ci, regression_metrics
+from coverpop.core.params import load_params, stage_paths
+from coverpop.evaluate.baselines import (
+    genre_year_baseline,
+    mean_baseline,
+    random_baseline,
+)
+from coverpop.evaluate.report import gallery, predictions_frame
+from coverpop.evaluate.saliency import explain_test_covers
+from coverpop.train.checkpoint import load_predictor
+from coverpop.train.data import load_images
 
 GAIN_METRICS = ("mae", "rmse", "r2", "spearman")
 

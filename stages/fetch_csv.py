@@ -1,9 +1,9 @@
 """Stage fetch_csv: the tracks table from data.source, validated, in the Kaggle schema."""
 
-from coverpop.atomic import write_csv
-from coverpop.errors import run_stage
-from coverpop.params import load_params, stage_paths
-from coverpop.sources import fetch_tracks
+from coverpop.core.atomic import write_csv
+from coverpop.core.errors import run_stage
+from coverpop.core.params import load_params, stage_paths
+from coverpop.tracks.sources import fetch_tracks
 
 
 def main() -> None:

@@ -1,11 +1,12 @@
 """Stage scrape_images: one verified cover per track, resumable, and a manifest."""
 
-from coverpop.atomic import write_csv
-from coverpop.errors import CoverpopError, run_stage
-from coverpop.params import load_params, stage_paths
-from coverpop.resolvers import make_resolver
-from coverpop.scrape import Scraper, StopScrape, check_success, manifest_frame
-from coverpop.tables import read_tracks
+from coverpop.core.atomic import write_csv
+from coverpop.core.errors import CoverpopError, run_stage
+from coverpop.core.params import load_params, stage_paths
+from coverpop.covers.engine import Scraper, check_success, manifest_frame
+from coverpop.covers.resolvers import make_resolver
+from coverpop.covers.types import StopScrape
+from coverpop.tracks.tables import read_tracks
 
 
 def main() -> None:

@@ -1,10 +1,10 @@
 """Stage select_tracks: N tracks to scrape, seeded, optionally filtered and stratified."""
 
-from coverpop.atomic import write_csv
-from coverpop.errors import run_stage
-from coverpop.params import load_params, stage_paths
-from coverpop.selection import select_tracks
-from coverpop.tables import read_tracks
+from coverpop.core.atomic import write_csv
+from coverpop.core.errors import run_stage
+from coverpop.core.params import load_params, stage_paths
+from coverpop.tracks.selection import select_tracks
+from coverpop.tracks.tables import read_tracks
 
 
 def main() -> None:

@@ -7,12 +7,12 @@ Data-parallel:  torchrun --standalone --nproc_per_node=N stages/train.py <same a
 
 from dvclive import Live
 
-from coverpop import distributed as dist
-from coverpop.data import load_split
-from coverpop.errors import run_stage
-from coverpop.params import load_params, stage_paths
-from coverpop.predict import save_checkpoint
-from coverpop.training import TrainConfig, run
+from coverpop.core.errors import run_stage
+from coverpop.core.params import load_params, stage_paths
+from coverpop.train import distributed as dist
+from coverpop.train.checkpoint import save_checkpoint
+from coverpop.train.data import load_split
+from coverpop.train.loop import TrainConfig, run
 
 
 def main() -> None:

@@ -5,12 +5,11 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+from cover_images import face_paste, noise, with_text
 from PIL import Image
 
-from coverpop import analysis
-from coverpop.errors import CoverpopError
-
-from cover_images import face_paste, noise, with_text
+from coverpop.analyze import report as analysis
+from coverpop.core.errors import CoverpopError
 
 
 @pytest.fixture(scope="module")

@@ -1,8 +1,12 @@
 import numpy as np
 import pandas as pd
 
-from coverpop.baselines import genre_year_baseline, mean_baseline, random_baseline
-from coverpop.metrics import score
+from coverpop.core.metrics import score
+from coverpop.evaluate.baselines import (
+    genre_year_baseline,
+    mean_baseline,
+    random_baseline,
+)
 
 
 def frame(n, seed):

@@ -8,8 +8,8 @@ import pytest
 import torch
 from PIL import Image
 
-from coverpop import data as D
-from coverpop.errors import CoverpopError
+from coverpop.core.errors import CoverpopError
+from coverpop.train import data as D
 
 
 @pytest.fixture(autouse=True)

@@ -5,9 +5,9 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from coverpop.dedupe import dedupe, near_duplicate_groups, phashes, pick
-from coverpop.errors import CoverpopError
-from coverpop.images import sha256
+from coverpop.core.errors import CoverpopError
+from coverpop.covers.images import sha256
+from coverpop.split.dedupe import dedupe, near_duplicate_groups, phashes, pick
 
 
 def save(tmp_path, name, img, quality=92):

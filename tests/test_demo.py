@@ -3,8 +3,8 @@ import io
 import numpy as np
 from PIL import Image
 
-from coverpop import demo
-from coverpop.tables import KAGGLE_COLUMNS, validate_tracks
+from coverpop.tracks import demo
+from coverpop.tracks.tables import KAGGLE_COLUMNS, validate_tracks
 
 
 def test_demo_table_is_deterministic_and_in_kaggle_schema():

@@ -7,8 +7,8 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from coverpop.download import download_file
-from coverpop.errors import CoverpopError
+from coverpop.core.errors import CoverpopError
+from coverpop.tracks.csv_url import fetch_csv_url
 
 
 @pytest.fixture
@@ -27,17 +27,17 @@ def test_download_file_checks_sha256(file_server, tmp_path):
     url, root = file_server
     want = hashlib.sha256((root / "spotify_data.csv").read_bytes()).hexdigest()
     dest = tmp_path / "out" / "tracks.csv"
-    download_file(f"{url}/spotify_data.csv", dest, sha256=want)
+    fetch_csv_url(f"{url}/spotify_data.csv", dest, sha256=want)
     assert dest.read_bytes() == (root / "spotify_data.csv").read_bytes()
     with pytest.raises(CoverpopError, match="sha256 is .* but data.csv.sha256 expects 00"):
-        download_file(f"{url}/spotify_data.csv", tmp_path / "bad.csv", sha256="00" * 32)
+        fetch_csv_url(f"{url}/spotify_data.csv", tmp_path / "bad.csv", sha256="00" * 32)
     assert not (tmp_path / "bad.csv").exists()
 
 
 def test_download_file_errors_are_one_line(file_server, tmp_path):
     url, _ = file_server
     with pytest.raises(CoverpopError, match=r"cannot download .*missing.csv: HTTP 404") as err:
-        download_file(f"{url}/missing.csv", tmp_path / "x.csv")
+        fetch_csv_url(f"{url}/missing.csv", tmp_path / "x.csv")
     assert "\n" not in str(err.value)
     assert not list(tmp_path.glob(".x.csv*"))   # no temp file left behind
 
@@ -49,6 +49,6 @@ def test_unreachable_server_is_retried_then_one_line(tmp_path):
     port = s.getsockname()[1]
     s.close()                      # nothing listens there now
     with pytest.raises(CoverpopError, match="ConnectionError \\(2 tries\\)") as err:
-        download_file(f"http://127.0.0.1:{port}/x.csv", tmp_path / "x.csv", attempts=2,
+        fetch_csv_url(f"http://127.0.0.1:{port}/x.csv", tmp_path / "x.csv", attempts=2,
                       backoff=0.01)
     assert "\n" not in str(err.value)

@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from coverpop import effects
+from coverpop.analyze import effects
 
 
 def planted(n=600, seed=0) -> pd.DataFrame:

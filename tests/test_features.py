@@ -2,11 +2,10 @@
 
 import numpy as np
 import pytest
+from cover_images import face_paste, grace, noise, with_text
 from PIL import Image, ImageDraw
 
-from coverpop import features
-
-from cover_images import face_paste, grace, noise, with_text
+from coverpop.analyze import features
 
 
 def test_face_found_on_the_photo():

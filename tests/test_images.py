@@ -3,7 +3,7 @@ import io
 import pytest
 from PIL import Image
 
-from coverpop.images import BadImage, normalize_cover, sha256
+from coverpop.covers.images import BadImage, normalize_cover, sha256
 
 
 def encode(img, fmt="JPEG"):

@@ -8,9 +8,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
-from PIL import Image
-
 from conftest import make_repo_copy, run
+from PIL import Image
 
 pytestmark = pytest.mark.slow
 
@@ -120,7 +119,7 @@ def test_predict_errors_on_a_real_repo(built_repo, tmp_path):
 
 def test_load_predictor_is_what_the_cli_uses(built_repo):
     # Guard the contract the CLI relies on: load_predictor(path).predict(list of PIL images).
-    from coverpop.predict import load_predictor
+    from coverpop.train.checkpoint import load_predictor
 
     p = load_predictor(built_repo / "models/model.pt")
     out = p.predict([Image.new("RGB", (50, 50), "red"), Image.new("RGB", (80, 80), "blue")])

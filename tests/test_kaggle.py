@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from coverpop.errors import CoverpopError
-from coverpop.kaggle import download_kaggle_csv
+from coverpop.core.errors import CoverpopError
+from coverpop.tracks.kaggle import fetch_kaggle_csv
 
 
 @pytest.fixture
@@ -48,7 +48,7 @@ def dead_end_proxy(monkeypatch, tmp_path):
 def test_no_network_is_one_clear_error(dead_end_proxy, tmp_path):
     dest = tmp_path / "raw" / "tracks.csv"
     with pytest.raises(CoverpopError) as err:
-        download_kaggle_csv("amitanshjoshi/spotify-1million-tracks/versions/1", dest)
+        fetch_kaggle_csv("amitanshjoshi/spotify-1million-tracks/versions/1", dest)
     msg = str(err.value)
     assert "\n" not in msg and "cannot reach Kaggle" in msg and "data.source=csv" in msg
     assert any("kaggle.com" in line for line in dead_end_proxy)   # it really tried, via 127.0.0.1
@@ -65,14 +65,14 @@ def test_a_pinned_version_in_the_kagglehub_cache_needs_no_network(dead_end_proxy
     cached.parent.mkdir(parents=True)
     cached.write_text(",artist_name,track_id,popularity\n0,a,x,1\n")
     Cache().mark_as_complete(h, "spotify_data.csv")
-    dest = download_kaggle_csv(handle, tmp_path / "raw" / "tracks.csv")
+    dest = fetch_kaggle_csv(handle, tmp_path / "raw" / "tracks.csv")
     assert dest.read_text() == cached.read_text()
     assert dead_end_proxy == []                                   # not one request went out
 
 
 def test_handle_must_pin_a_version(tmp_path):
     with pytest.raises(CoverpopError, match="must pin a version"):
-        download_kaggle_csv("amitanshjoshi/spotify-1million-tracks", tmp_path / "t.csv")
+        fetch_kaggle_csv("amitanshjoshi/spotify-1million-tracks", tmp_path / "t.csv")
 
 
 @pytest.mark.timeout(120)

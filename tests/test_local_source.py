@@ -4,10 +4,9 @@ import shutil
 
 import pandas as pd
 import pytest
+from conftest import run, set_params
 from matplotlib import cbook
 from PIL import Image
-
-from conftest import run, set_params
 
 pytestmark = pytest.mark.slow
 

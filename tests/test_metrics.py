@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from coverpop.metrics import gain_ci, regression_metrics
+from coverpop.core.metrics import gain_ci, regression_metrics
 
 
 def test_perfect_and_constant_predictors():

@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from coverpop.errors import CoverpopError
-from coverpop.models import CoverRegressor
+from coverpop.core.errors import CoverpopError
+from coverpop.train.models import CoverRegressor
 
 
 @pytest.mark.parametrize("output, head_hidden", [("sigmoid", 0), ("linear", 0), ("sigmoid", 16)])

@@ -1,13 +1,13 @@
 """Shared HTTP plumbing: rate cap, Retry-After, retry policy, CSV download over real HTTP."""
 
 import threading
-from email.utils import format_datetime
 from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
 
 import pytest
 
-from coverpop import net
-from coverpop.scrape import CoverError, StopScrape
+from coverpop.covers import http
+from coverpop.covers.types import CoverError, StopScrape
 
 
 class FakeClock:
@@ -15,7 +15,7 @@ class FakeClock:
 
     def __init__(self, monkeypatch, limiter):
         self.now = 1000.0
-        monkeypatch.setattr(net.time, "monotonic", lambda: self.now)
+        monkeypatch.setattr(http.time, "monotonic", lambda: self.now)
         monkeypatch.setattr(limiter._wake, "wait", self.wait)
 
     def wait(self, seconds):
@@ -24,7 +24,7 @@ class FakeClock:
 
 
 def test_rate_cap_spaces_requests_evenly(monkeypatch):
-    limiter = net.RateLimiter(rate=10)
+    limiter = http.RateLimiter(rate=10)
     clock = FakeClock(monkeypatch, limiter)
     start = clock.now
     for _ in range(21):
@@ -33,7 +33,7 @@ def test_rate_cap_spaces_requests_evenly(monkeypatch):
 
 
 def test_rate_cap_allows_a_burst_then_the_rate(monkeypatch):
-    limiter = net.RateLimiter(rate=10, burst=5)
+    limiter = http.RateLimiter(rate=10, burst=5)
     clock = FakeClock(monkeypatch, limiter)
     start = clock.now
     for _ in range(5):
@@ -45,7 +45,7 @@ def test_rate_cap_allows_a_burst_then_the_rate(monkeypatch):
 
 
 def test_no_cap_still_honours_a_pause(monkeypatch):
-    limiter = net.RateLimiter(rate=0)
+    limiter = http.RateLimiter(rate=0)
     clock = FakeClock(monkeypatch, limiter)
     limiter.acquire()
     limiter.pause(7)
@@ -55,7 +55,7 @@ def test_no_cap_still_honours_a_pause(monkeypatch):
 
 @pytest.mark.timeout(20)
 def test_stop_wakes_threads_waiting_out_a_pause():
-    limiter = net.RateLimiter()
+    limiter = http.RateLimiter()
     limiter.pause(3600)
     errors = []
 
@@ -75,10 +75,10 @@ def test_stop_wakes_threads_waiting_out_a_pause():
 
 
 def test_retry_after_as_seconds_or_http_date():
-    assert net.retry_after_seconds({"Retry-After": "48925"}) == 48925
-    assert net.retry_after_seconds({}) == 1.0
+    assert http.retry_after_seconds({"Retry-After": "48925"}) == 48925
+    assert http.retry_after_seconds({}) == 1.0
     later = format_datetime(datetime.now(UTC) + timedelta(seconds=120), usegmt=True)
-    assert 100 < net.retry_after_seconds({"Retry-After": later}) <= 120
+    assert 100 < http.retry_after_seconds({"Retry-After": later}) <= 120
 
 
 def test_call_retries_transient_errors_then_gives_a_coverror():
@@ -86,10 +86,10 @@ def test_call_retries_transient_errors_then_gives_a_coverror():
 
     def flaky():
         tries.append(1)
-        raise net.Transient("server_error", "HTTP 502 from x")
+        raise http.Transient("server_error", "HTTP 502 from x")
 
     with pytest.raises(CoverError) as err:
-        net.call(flaky, net.RetryPolicy(attempts=3, backoff=0.001), None)
+        http.call_with_retries(flaky, http.RetryPolicy(attempts=3, backoff=0.001), None)
     assert len(tries) == 3 and err.value.reason == "server_error" and err.value.retryable
 
 
@@ -101,17 +101,17 @@ def test_call_passes_track_errors_through_untried():
         raise CoverError("not_found", "HTTP 404")
 
     with pytest.raises(CoverError, match="not_found"):
-        net.call(missing, net.RetryPolicy(attempts=3, backoff=0.001), None)
+        http.call_with_retries(missing, http.RetryPolicy(attempts=3, backoff=0.001), None)
     assert len(tries) == 1
 
 
 def test_call_gives_up_the_run_after_too_many_429_in_a_row(monkeypatch):
-    limiter = net.RateLimiter()
+    limiter = http.RateLimiter()
     FakeClock(monkeypatch, limiter)
 
     def limited():
-        raise net.RateLimited(2, quota=False, where="api")
+        raise http.RateLimited(2, quota=False, where="api")
 
     with pytest.raises(StopScrape, match="still rate-limited after 5 waits"):
-        net.call(limited, net.RetryPolicy(max_waits=5), limiter)
+        http.call_with_retries(limited, http.RetryPolicy(max_waits=5), limiter)
     assert limiter.stopped

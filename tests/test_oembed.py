@@ -8,10 +8,10 @@ import pytest
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).parent))
-from fakes.spotify_server import FakeSpotify, make_track_ids  # noqa: E402
+from fakes.spotify_server import make_track_ids  # noqa: E402
 
-from coverpop.oembed import OEmbedResolver  # noqa: E402
-from coverpop.scrape import CoverError, StopScrape  # noqa: E402
+from coverpop.covers.oembed import OEmbedResolver  # noqa: E402
+from coverpop.covers.types import CoverError, StopScrape  # noqa: E402
 
 FAST = {"timeout": 1, "retries": 2, "backoff": 0.01, "workers": 2}
 

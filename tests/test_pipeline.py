@@ -6,9 +6,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-from PIL import Image
-
 from conftest import run
+from PIL import Image
 
 pytestmark = pytest.mark.slow
 

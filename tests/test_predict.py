@@ -3,9 +3,9 @@ import pytest
 import torch
 from PIL import Image
 
-from coverpop.errors import CoverpopError
-from coverpop.models import CoverRegressor
-from coverpop.predict import load_predictor, save_checkpoint
+from coverpop.core.errors import CoverpopError
+from coverpop.train.checkpoint import load_predictor, save_checkpoint
+from coverpop.train.models import CoverRegressor
 
 
 def test_checkpoint_round_trip_predicts_the_same(tmp_path):

@@ -12,8 +12,8 @@ import timm
 import torch
 from PIL import Image
 
-from coverpop import pretrained as P
-from coverpop.errors import CoverpopError
+from coverpop.core.errors import CoverpopError
+from coverpop.train import pretrained as P
 
 SAMPLES = {  # images that ship with installed packages, and their ImageNet class
     Path(sklearn.__file__).parent / "datasets/images/china.jpg": 698,   # palace

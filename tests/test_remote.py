@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from s3.dvc_cli import run, snapshot
 from s3.plugin import isolated_env
 

@@ -7,7 +7,7 @@ import torch
 from PIL import Image
 from torch import nn
 
-from coverpop import saliency
+from coverpop.evaluate import saliency
 
 
 def bright_square(corner: str, size=64) -> torch.Tensor:

@@ -3,10 +3,11 @@ import threading
 
 import pytest
 
-from coverpop import demo
-from coverpop.errors import CoverpopError
-from coverpop.resolvers import DemoResolver
-from coverpop.scrape import CoverError, Scraper, StopScrape, check_success, manifest_frame
+from coverpop.core.errors import CoverpopError
+from coverpop.covers.engine import Scraper, check_success, manifest_frame
+from coverpop.covers.resolvers import DemoResolver
+from coverpop.covers.types import CoverError, StopScrape
+from coverpop.tracks import demo
 
 
 class Counting:

@@ -2,7 +2,6 @@
 every fault of issue 3, a quota stop and resume, SIGKILL mid-run, too few successes."""
 
 import io
-import json
 import os
 import signal
 import subprocess
@@ -18,10 +17,11 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).parent))
 from fakes.spotify_server import FakeSpotify, make_track_ids  # noqa: E402
 
-from coverpop.oembed import OEmbedResolver  # noqa: E402
-from coverpop.resolvers import make_resolver  # noqa: E402
-from coverpop.scrape import Scraper, StopScrape, read_journal  # noqa: E402
-from coverpop.spotify import SpotifyApiResolver  # noqa: E402
+from coverpop.covers.engine import Scraper, read_journal  # noqa: E402
+from coverpop.covers.oembed import OEmbedResolver  # noqa: E402
+from coverpop.covers.resolvers import make_resolver  # noqa: E402
+from coverpop.covers.spotify import SpotifyApiResolver  # noqa: E402
+from coverpop.covers.types import StopScrape  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 FAST = {"timeout": 0.5, "retries": 1, "backoff": 0.01, "workers": 4, "size": 300}

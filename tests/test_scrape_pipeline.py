@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-
 from conftest import make_repo_copy, run
 
 sys.path.insert(0, str(Path(__file__).parent))

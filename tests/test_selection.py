@@ -2,8 +2,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from coverpop.errors import CoverpopError
-from coverpop.selection import popularity_bins, select_tracks
+from coverpop.core.errors import CoverpopError
+from coverpop.tracks.selection import popularity_bins, select_tracks
 
 
 @pytest.fixture

@@ -13,10 +13,10 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 from fakes.kaggle_csv import kaggle_like_csv  # noqa: E402
 
-from coverpop.errors import CoverpopError  # noqa: E402
-from coverpop.selection import popularity_bins, select_tracks  # noqa: E402
-from coverpop.sources import fetch_tracks  # noqa: E402
-from coverpop.tables import KAGGLE_COLUMNS, read_tracks  # noqa: E402
+from coverpop.core.errors import CoverpopError  # noqa: E402
+from coverpop.tracks.selection import popularity_bins, select_tracks  # noqa: E402
+from coverpop.tracks.sources import fetch_tracks  # noqa: E402
+from coverpop.tracks.tables import KAGGLE_COLUMNS, read_tracks  # noqa: E402
 
 
 @pytest.fixture(scope="module")

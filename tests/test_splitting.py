@@ -2,8 +2,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from coverpop.errors import CoverpopError
-from coverpop.splitting import split
+from coverpop.core.errors import CoverpopError
+from coverpop.split.splitting import split
 
 
 @pytest.fixture

@@ -10,18 +10,18 @@ import pytest
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).parent))
-from fakes.spotify_server import CLIENT_SECRET, FakeSpotify, make_track_ids  # noqa: E402
+from fakes.spotify_server import CLIENT_SECRET, make_track_ids  # noqa: E402
 
-from coverpop import net  # noqa: E402
-from coverpop.errors import CoverpopError  # noqa: E402
-from coverpop.scrape import CoverError, StopScrape  # noqa: E402
-from coverpop.spotify import (SpotifyApiResolver, choose_image, cover_id_from_url,  # noqa: E402
-                              sized_url)
+from coverpop.core.errors import CoverpopError  # noqa: E402
+from coverpop.covers import http
+from coverpop.covers.cdn import cover_id_from_url, sized_url  # noqa: E402
+from coverpop.covers.spotify import SpotifyApiResolver, choose_image  # noqa: E402
+from coverpop.covers.types import CoverError, StopScrape  # noqa: E402
 
 FAST = {"timeout": 1, "retries": 2, "backoff": 0.01, "workers": 4}
 
 
-class RecordingLimiter(net.RateLimiter):
+class RecordingLimiter(http.RateLimiter):
     def __init__(self):
         super().__init__()
         self.pauses = []

@@ -4,7 +4,6 @@ import json
 import time
 
 import pytest
-
 from conftest import make_repo_copy, run
 from test_pipeline import experiments
 

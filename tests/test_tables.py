@@ -1,8 +1,8 @@
 import pandas as pd
 import pytest
 
-from coverpop.errors import CoverpopError
-from coverpop.tables import KAGGLE_COLUMNS, LOCAL_REQUIRED, read_tracks
+from coverpop.core.errors import CoverpopError
+from coverpop.tracks.tables import KAGGLE_COLUMNS, LOCAL_REQUIRED, read_tracks
 
 
 def write(tmp_path, text, name="t.csv"):

@@ -12,7 +12,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import BIN, make_repo_copy
 from s3.dvc_cli import run, snapshot
 from s3.plugin import isolated_env

@@ -6,13 +6,14 @@ import numpy as np
 import pytest
 import torch
 
-from coverpop import demo, embeddings, training
-from coverpop.data import Data, resolve_normalization, to_uint8
-from coverpop.errors import CoverpopError
-from coverpop.metrics import score
-from coverpop.models import CoverRegressor
-from coverpop.pretrained import resolve_weights
-from coverpop.training import TrainConfig, fit, predict, run
+from coverpop.core.errors import CoverpopError
+from coverpop.core.metrics import score
+from coverpop.tracks import demo
+from coverpop.train import embeddings, loop
+from coverpop.train.data import CoverTensors, resolve_normalization, to_uint8
+from coverpop.train.loop import TrainConfig, fit, run
+from coverpop.train.models import CoverRegressor, predict
+from coverpop.train.pretrained import resolve_weights
 
 TINY = dict(model="test_resnet", image_size=32, epochs=2, batch_size=16, blank_baseline=False,
             progress=False, warmup_epochs=0)
@@ -23,7 +24,7 @@ def cache(tmp_path, monkeypatch):
     monkeypatch.setenv("COVERPOP_CACHE", str(tmp_path / "cache"))
 
 
-def covers(n=64, size=32, seed=0) -> Data:
+def covers(n=64, size=32, seed=0) -> CoverTensors:
     """Random covers whose popularity is their brightness: there is something to learn."""
     g = torch.Generator().manual_seed(seed)
     base = torch.randint(0, 256, (n, 1, 1, 1), generator=g).float()
@@ -31,7 +32,7 @@ def covers(n=64, size=32, seed=0) -> Data:
     images = (base + noise).clamp(0, 255).to(torch.uint8)
     pop = images.float().mean((1, 2, 3)) / 255 * 100
     cut = n * 3 // 4
-    return Data(images, pop, torch.arange(cut), torch.arange(cut, n), f"covers-{n}-{size}-{seed}")
+    return CoverTensors(images, pop, torch.arange(cut), torch.arange(cut, n), f"covers-{n}-{size}-{seed}")
 
 
 def cfg(**kw) -> TrainConfig:
@@ -81,7 +82,7 @@ def test_resnet50_224_model_normalization_resolves_and_steps():
                                            "augment": False}})
     c.progress = False
     g = torch.Generator().manual_seed(0)
-    data = Data(torch.randint(0, 255, (3, 3, 224, 224), generator=g, dtype=torch.uint8),
+    data = CoverTensors(torch.randint(0, 255, (3, 3, 224, 224), generator=g, dtype=torch.uint8),
                 torch.tensor([10.0, 50.0, 90.0]), torch.arange(2), torch.arange(2, 3), "r50")
     result, blank, ckpt = run(c, data)
     assert ckpt["model"] == "resnet50" and ckpt["image_size"] == 224
@@ -92,23 +93,23 @@ def test_resnet50_224_model_normalization_resolves_and_steps():
 # --- device, precision, memory format, compile ------------------------------------------------
 
 def test_device_auto_prefers_cuda_then_mps_then_cpu(monkeypatch):
-    assert training.resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else
+    assert loop.resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else
                                                     "mps" if torch.backends.mps.is_available() else "cpu")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    assert training.resolve_device("auto").type == "cuda"
+    assert loop.resolve_device("auto").type == "cuda"
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     monkeypatch.setattr(torch.backends.mps, "is_available", lambda: True)
-    assert training.resolve_device("auto").type == "mps"
+    assert loop.resolve_device("auto").type == "mps"
     monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
-    assert training.resolve_device("auto").type == "cpu"
+    assert loop.resolve_device("auto").type == "cpu"
     with pytest.raises(CoverpopError, match="train.device='cuda' but no CUDA GPU"):
-        training.resolve_device("cuda")
+        loop.resolve_device("cuda")
     with pytest.raises(CoverpopError, match="train.device='gpu0' is not a device"):
-        training.resolve_device("gpu0")
+        loop.resolve_device("gpu0")
 
 
 def _first_conv_inputs(monkeypatch):
-    """Record dtype and memory format of what reaches the first conv during training."""
+    """Record dtype and memory format of what reaches the first conv during loop."""
     seen = []
     orig = torch.nn.Conv2d.forward
 
@@ -166,8 +167,8 @@ def test_seed_makes_runs_repeatable_and_different():
 
 def test_data_order_is_seeded_per_epoch(monkeypatch):
     orders = []
-    real = training.dist.shard
-    monkeypatch.setattr(training.dist, "shard",
+    real = loop.dist.shard
+    monkeypatch.setattr(loop.dist, "shard",
                         lambda idx, even: orders.append(idx.tolist()) or real(idx, even))
     shuffled = lambda: [o for o in orders if len(o) == 48 and o != sorted(o)]  # noqa: E731
     train(seed=5, epochs=2)
@@ -198,19 +199,19 @@ def test_output_sigmoid_is_bounded_linear_is_not():
 
 def test_loss_choices():
     p, y = torch.tensor([0.0, 0.5]), torch.tensor([0.3, 0.5])
-    assert training.loss_fn("mse")(p, y).item() == pytest.approx(0.09 / 2)
-    assert training.loss_fn("l1")(p, y).item() == pytest.approx(0.3 / 2)
-    assert training.loss_fn("huber")(p, y).item() == pytest.approx(0.1 * (0.3 - 0.05) / 2)
+    assert loop.loss_fn("mse")(p, y).item() == pytest.approx(0.09 / 2)
+    assert loop.loss_fn("l1")(p, y).item() == pytest.approx(0.3 / 2)
+    assert loop.loss_fn("huber")(p, y).item() == pytest.approx(0.1 * (0.3 - 0.05) / 2)
     losses = {name: train(epochs=1, loss=name).history[0]["train_loss"] for name in ("mse", "l1")}
     assert losses["l1"] > losses["mse"]  # errors < 1 on the 0–1 scale: squared is smaller
 
 
 def test_lr_schedule_warmup_then_cosine_or_constant():
     c = cfg(lr_schedule="cosine", warmup_epochs=2, epochs=10)
-    f = training.lr_lambda(c, steps_per_epoch=5, total_steps=50)
+    f = loop.lr_lambda(c, steps_per_epoch=5, total_steps=50)
     assert [round(f(s), 2) for s in range(10)] == [round((s + 1) / 10, 2) for s in range(10)]
     assert f(10) == pytest.approx(1.0) and f(49) < 0.1 and f(30) < f(20)
-    const = training.lr_lambda(cfg(lr_schedule="constant", warmup_epochs=0), 5, 50)
+    const = loop.lr_lambda(cfg(lr_schedule="constant", warmup_epochs=0), 5, 50)
     assert {const(s) for s in range(50)} == {1.0}
     hist = train(epochs=3, warmup_epochs=1, lr_schedule="cosine", lr=0.01).history
     assert hist[0]["lr"] == pytest.approx(0.01) and hist[2]["lr"] < hist[1]["lr"] < 0.01
@@ -314,7 +315,7 @@ def test_blank_shortcut_matches_training_on_a_full_blank_batch():
     """The blank baseline runs two copies per step; a real all-black batch must agree."""
     data = covers(n=48)
     shortcut = train(data.blank(), epochs=2, augment=True)
-    zeros = Data(torch.zeros_like(data.images), data.popularity, data.train_idx, data.val_idx, "z")
+    zeros = CoverTensors(torch.zeros_like(data.images), data.popularity, data.train_idx, data.val_idx, "z")
     full = train(zeros, epochs=2, augment=True)
     assert np.ptp(full.val_pred) < 1e-6
     for a, b in zip(shortcut.history, full.history):
@@ -324,7 +325,7 @@ def test_blank_shortcut_matches_training_on_a_full_blank_batch():
 
 def test_checkpoint_contract(tmp_path):
     """models/model.pt round-trips through predict.load_predictor to the same predictions."""
-    from coverpop.predict import load_predictor, save_checkpoint
+    from coverpop.train.checkpoint import load_predictor, save_checkpoint
 
     c = cfg(normalization="dataset", output="linear", head_hidden=8, epochs=1, model="test_vit")
     data = covers()
@@ -352,7 +353,7 @@ def demo_covers(n_albums, size):
 def test_model_beats_mean_baseline_on_demo_covers():
     x, pop = demo_covers(800, 32)
     n_test = 200
-    data = Data(x, pop, torch.arange(n_test, len(x)), torch.arange(n_test), "demo-800-32")
+    data = CoverTensors(x, pop, torch.arange(n_test, len(x)), torch.arange(n_test), "demo-800-32")
     result = train(data, model="resnet10t", normalization="dataset", epochs=6, batch_size=32,
                    lr=3e-3, augment=False, warmup_epochs=0.5)
     truth = pop[:n_test].numpy()

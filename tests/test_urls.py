@@ -8,10 +8,10 @@ import pytest
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).parent))
-from fakes.spotify_server import FakeSpotify, make_track_ids  # noqa: E402
+from fakes.spotify_server import make_track_ids  # noqa: E402
 
-from coverpop.scrape import CoverError  # noqa: E402
-from coverpop.urls import UrlResolver  # noqa: E402
+from coverpop.covers.types import CoverError  # noqa: E402
+from coverpop.covers.url_column import UrlResolver  # noqa: E402
 
 
 def test_downloads_the_url_in_the_column(fake):

@@ -11,7 +11,7 @@ import json
 import sys
 from pathlib import Path
 
-from coverpop.errors import CoverpopError
+from coverpop.core.errors import CoverpopError
 
 DEFAULT_MODEL = "models/model.pt"
 
@@ -38,7 +38,7 @@ def _load_predictor(model: Path):
     if not model.is_file():
         raise CoverpopError(f"{model}: no trained model here; run `dvc repro` to train one "
                             "or `dvc pull` to fetch the team's (or pass --model PATH)")
-    from coverpop.predict import load_predictor
+    from coverpop.train.checkpoint import load_predictor
 
     try:
         return load_predictor(model)
@@ -65,7 +65,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         for i, score in zip(good, scores):
             rows[i]["popularity"] = round(float(score), 2)
         if args.features:
-            from coverpop.features import cover_features
+            from coverpop.analyze.features import cover_features
 
             for i in good:
                 f = cover_features(opened[i][0])

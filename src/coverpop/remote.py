@@ -18,7 +18,7 @@ import argparse
 import os
 import sys
 
-from coverpop.errors import CoverpopError, run_stage
+from coverpop.core.errors import CoverpopError, run_stage
 
 CREDENTIALS_HINT = ("set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, or "
                     "`dvc remote modify --local {name} access_key_id ...` and `secret_access_key ...`")

@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from coverpop.tables import KAGGLE_COLUMNS
+from coverpop.tracks.tables import KAGGLE_COLUMNS
 
 
 def kaggle_like_csv(path: Path, rows: int, seed: int = 0) -> None:

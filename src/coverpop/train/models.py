@@ -7,10 +7,15 @@ import math
 import torch
 from torch import nn
 
-from coverpop.data import Normalize
-from coverpop.errors import CoverpopError
-from coverpop.params import choice
-from coverpop.pretrained import Weights, create_backbone, get_pretrained_cfg, resolve_weights
+from coverpop.core.errors import CoverpopError
+from coverpop.core.params import one_of
+from coverpop.train.data import Normalize
+from coverpop.train.pretrained import (
+    Weights,
+    create_backbone,
+    get_pretrained_cfg,
+    resolve_weights,
+)
 
 OUTPUTS = ("sigmoid", "linear")
 TARGET_SCALE = 100.0  # popularity points ↔ the model's 0-1 scale
@@ -33,7 +38,7 @@ class CoverRegressor(nn.Module):
     def __init__(self, name: str, image_size: int, mean, std, output: str = "sigmoid",
                  head_hidden: int = 0, pretrained=False, weights: Weights | None = None):
         super().__init__()
-        self.output = choice(output, OUTPUTS, "train.output")
+        self.output = one_of(output, OUTPUTS, "train.output")
         if not isinstance(head_hidden, int) or head_hidden < 0:
             raise CoverpopError(f"params.yaml: train.head_hidden={head_hidden!r} must be 0 or more")
         self.normalize = Normalize(mean, std)
@@ -66,3 +71,12 @@ class CoverRegressor(nn.Module):
         with torch.no_grad():
             last.weight.zero_()
             last.bias.fill_(math.log(m / (1 - m)) if self.output == "sigmoid" else m)
+
+
+@torch.no_grad()
+def predict(model: torch.nn.Module, images: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
+    """uint8 images → predictions on the 0–1 scale (CPU), model in eval mode."""
+    model.eval()
+    device = next(model.parameters()).device
+    return torch.cat([model(images[i:i + batch_size].to(device)).float().cpu()
+                      for i in range(0, len(images), batch_size)])

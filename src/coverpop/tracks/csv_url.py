@@ -12,8 +12,8 @@ import requests
 import tenacity
 from tqdm import tqdm
 
-from coverpop.atomic import atomic_path
-from coverpop.errors import CoverpopError
+from coverpop.core.atomic import atomic_path
+from coverpop.core.errors import CoverpopError
 
 
 class _Retry(Exception):
@@ -44,7 +44,7 @@ def _fetch(url: str, dest: Path, timeout: float) -> str:
     return digest.hexdigest()
 
 
-def download_file(url: str, dest: str | Path, sha256: str = "", timeout: float = 60.0,
+def fetch_csv_url(url: str, dest: str | Path, sha256: str = "", timeout: float = 60.0,
                   attempts: int = 3, backoff: float = 1.0) -> Path:
     """Download `url` to `dest` (retrying transient failures); check its sha256 when given."""
     dest = Path(dest)

@@ -24,7 +24,7 @@ import requests
 import tenacity
 from requests.adapters import HTTPAdapter
 
-from coverpop.scrape import CoverError, StopScrape
+from coverpop.covers.types import CoverError, StopScrape
 
 T = TypeVar("T")
 RETRYABLE_STATUS = frozenset({500, 502, 503, 504})
@@ -190,7 +190,7 @@ def resume_message(err: RateLimited, policy: RetryPolicy) -> str:
             f"resume after {when:%Y-%m-%d %H:%M} UTC by running the stage again")
 
 
-def call(request: Callable[[], T], policy: RetryPolicy, limiter: RateLimiter | None) -> T:
+def call_with_retries(request: Callable[[], T], policy: RetryPolicy, limiter: RateLimiter | None) -> T:
     """Run one request under the rate cap, wait out short 429s, retry transient failures.
 
     `request()` makes one HTTP call and raises Transient, RateLimited, CoverError or StopScrape.
@@ -226,10 +226,10 @@ def call(request: Callable[[], T], policy: RetryPolicy, limiter: RateLimiter | N
         raise CoverError(err.reason, f"{err.detail} ({policy.attempts} tries)", retryable=True) from None
 
 
-def download(session: requests.Session, url: str, *, timeout: float, policy: RetryPolicy,
+def get_cover_bytes(session: requests.Session, url: str, *, timeout: float, policy: RetryPolicy,
              limiter: RateLimiter | None) -> bytes:
     """A cover's bytes, under the retry policy and the rate cap (shared by every resolver)."""
-    return call(lambda: get(session, url, timeout=timeout).content, policy, limiter)
+    return call_with_retries(lambda: get(session, url, timeout=timeout).content, policy, limiter)
 
 
 def policy_from_params(scrape: dict) -> RetryPolicy:

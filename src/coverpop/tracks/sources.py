@@ -6,17 +6,17 @@ from pathlib import Path
 
 import pandas as pd
 
-from coverpop import demo
-from coverpop.errors import CoverpopError
-from coverpop.params import choice
-from coverpop.tables import LOCAL_REQUIRED, read_tracks, validate_tracks
+from coverpop.core.errors import CoverpopError
+from coverpop.core.params import one_of
+from coverpop.tracks import demo
+from coverpop.tracks.tables import LOCAL_REQUIRED, read_tracks, validate_tracks
 
 SOURCES = ("demo", "local", "csv", "kaggle")
 
 
 def fetch_tracks(data_params: dict) -> pd.DataFrame:
     """Build the tracks table for `data.source`; every source ends in the same validated schema."""
-    source = choice(data_params.get("source"), SOURCES, "data.source")
+    source = one_of(data_params.get("source"), SOURCES, "data.source")
     if source == "demo":
         p = data_params.get("demo", {})
         df = demo.make_tracks(n_albums=int(p.get("n_albums", 2000)), seed=int(p.get("seed", 0)))
@@ -57,20 +57,20 @@ def _csv(p: dict) -> pd.DataFrame:
             if got != want:
                 raise CoverpopError(f"{path}: sha256 is {got}, but data.csv.sha256 expects {want}")
         return read_tracks(path)
-    from coverpop.download import download_file
+    from coverpop.tracks.csv_url import fetch_csv_url
 
     with tempfile.TemporaryDirectory(prefix="coverpop-csv-") as tmp:
-        local = download_file(path, Path(tmp) / "tracks.csv", sha256=want)
+        local = fetch_csv_url(path, Path(tmp) / "tracks.csv", sha256=want)
         df = read_tracks(local)
     return df
 
 
 def _kaggle(p: dict) -> pd.DataFrame:
     """data.kaggle.handle (owner/slug/versions/N, pinned) and data.kaggle.file, via kagglehub."""
-    from coverpop.kaggle import DEFAULT_FILE, DEFAULT_HANDLE, download_kaggle_csv
+    from coverpop.tracks.kaggle import DEFAULT_FILE, DEFAULT_HANDLE, fetch_kaggle_csv
 
     handle, file = p.get("handle") or DEFAULT_HANDLE, p.get("file") or DEFAULT_FILE
     with tempfile.TemporaryDirectory(prefix="coverpop-kaggle-") as tmp:
-        local = download_kaggle_csv(handle, Path(tmp) / file, file=file)
+        local = fetch_kaggle_csv(handle, Path(tmp) / file, file=file)
         df = read_tracks(local)
     return df

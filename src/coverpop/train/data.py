@@ -22,9 +22,9 @@ import torch.nn.functional as F
 from PIL import Image
 from tqdm import tqdm
 
-from coverpop.atomic import atomic_path
-from coverpop.errors import CoverpopError
-from coverpop.params import choice
+from coverpop.core.atomic import atomic_path
+from coverpop.core.errors import CoverpopError
+from coverpop.core.params import one_of
 
 NORMALIZATIONS = ("imagenet", "model", "dataset", "none")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -95,7 +95,7 @@ def load_images(files: list[str | Path], size: int, progress: bool = True,
 
 
 @dataclass
-class Data:
+class CoverTensors:
     """Ready inputs: uint8 images (N, 3, S, S), popularity 0–100, and which rows train/validate."""
 
     images: torch.Tensor
@@ -105,10 +105,10 @@ class Data:
     image_key: str  # identity of the image set (for the embedding cache)
     blank_inputs: bool = False  # every image is the same black square
 
-    def blank(self) -> Data:
+    def blank(self) -> CoverTensors:
         """Same rows and targets, every image black: what can the model learn without pixels?"""
         zeros = torch.zeros((1, *self.images.shape[1:]), dtype=torch.uint8)
-        return Data(zeros.expand(len(self.images), -1, -1, -1), self.popularity, self.train_idx,
+        return CoverTensors(zeros.expand(len(self.images), -1, -1, -1), self.popularity, self.train_idx,
                     self.val_idx, "blank-" + digest(tuple(self.images.shape)), blank_inputs=True)
 
 
@@ -116,8 +116,8 @@ SPLIT_COLUMNS = ("file", "sha256", "popularity", "split")
 
 
 def load_split(path: str | Path, image_size: int, splits=("train", "val"),
-               progress: bool = True) -> tuple[Data, pd.DataFrame]:
-    """data/split.csv → Data for the given splits (rows in file order) and those rows."""
+               progress: bool = True) -> tuple[CoverTensors, pd.DataFrame]:
+    """data/split.csv → CoverTensors for the given splits (rows in file order) and those rows."""
     path = Path(path)
     if not path.is_file():
         raise CoverpopError(f"{path}: not found (run the dedupe_split stage first)")
@@ -137,7 +137,7 @@ def load_split(path: str | Path, image_size: int, splits=("train", "val"),
     train = torch.tensor(np.flatnonzero(rows["split"] == "train"), dtype=torch.long)
     val = torch.tensor(np.flatnonzero(rows["split"] == "val"), dtype=torch.long)
     key = digest(list(rows["sha256"]), image_size)
-    return Data(images, pop, train, val, key), rows
+    return CoverTensors(images, pop, train, val, key), rows
 
 
 def dataset_mean_std(images: torch.Tensor, chunk: int = 256) -> tuple[tuple, tuple]:
@@ -158,7 +158,7 @@ def resolve_normalization(kind: str, weights_mean_std: tuple, train_images: torc
                           ) -> tuple[tuple, tuple]:
     """`normalization` param → (mean, std) for 0–1 pixels. `model` is what the backbone's weights
     were trained with (timm's pretrained_cfg, or the packaged weights' own: see pretrained.py)."""
-    choice(kind, NORMALIZATIONS, "normalization")
+    one_of(kind, NORMALIZATIONS, "normalization")
     if kind == "imagenet":
         return IMAGENET_MEAN, IMAGENET_STD
     if kind == "model":

@@ -11,8 +11,8 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from coverpop.atomic import atomic_path
-from coverpop.data import cache_root, digest
+from coverpop.core.atomic import atomic_path
+from coverpop.train.data import cache_root, digest
 
 _VERSION = "emb-v1"
 

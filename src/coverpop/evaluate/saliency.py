@@ -97,7 +97,7 @@ def save_gallery(images: Sequence[np.ndarray], cams: Sequence[np.ndarray],
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from coverpop.atomic import atomic_path
+    from coverpop.core.atomic import atomic_path
 
     n = len(images)
     ncols = max(1, min(ncols, n))
@@ -121,10 +121,10 @@ def save_gallery(images: Sequence[np.ndarray], cams: Sequence[np.ndarray],
 def explain_test_covers(predictor, test, predicted, path: str | Path, n: int = 4) -> str:
     """Grad-CAM overlays for the `n` best- and `n` worst-predicted test covers (by absolute
     error), saved as one PNG; returns the method used. `predictor` is a
-    coverpop.predict.Predictor (its `.model` takes uint8 pixels and normalises itself)."""
+    coverpop.train.checkpoint.Predictor (its `.model` takes uint8 pixels and normalises itself)."""
     from PIL import Image
 
-    from coverpop.data import to_uint8
+    from coverpop.train.data import to_uint8
 
     err = np.abs(np.asarray(predicted, dtype=float) - test["popularity"].to_numpy(dtype=float))
     order = np.argsort(err, kind="stable")

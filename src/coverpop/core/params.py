@@ -5,7 +5,7 @@ from pathlib import Path
 
 import yaml
 
-from coverpop.errors import CoverpopError
+from coverpop.core.errors import CoverpopError
 
 
 def load_params(path: str | Path = "params.yaml") -> dict:
@@ -19,7 +19,7 @@ def load_params(path: str | Path = "params.yaml") -> dict:
         raise CoverpopError(f"{path}: not valid YAML: {str(err).splitlines()[0]}") from None
 
 
-def choice(value, allowed: tuple[str, ...], name: str) -> str:
+def one_of(value, allowed: tuple[str, ...], name: str) -> str:
     """Check a string param against its allowed values, naming the param when it is wrong."""
     if value not in allowed:
         raise CoverpopError(f"params.yaml: {name}={value!r} is not one of {', '.join(allowed)}")

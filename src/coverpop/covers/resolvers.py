@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from coverpop import demo
-from coverpop.errors import CoverpopError
-from coverpop.params import choice
-from coverpop.scrape import CoverError, CoverRef
-from coverpop.sources import local_images_dir
+from coverpop.core.errors import CoverpopError
+from coverpop.core.params import one_of
+from coverpop.covers.types import CoverError, CoverRef
+from coverpop.tracks import demo
+from coverpop.tracks.sources import local_images_dir
 
 RESOLVERS = ("auto", "demo", "local", "spotify_api", "oembed", "url")
 
@@ -81,7 +81,7 @@ def auto_resolver(source: str, environ=os.environ) -> str:
 
 def make_resolver(name: str, tracks: pd.DataFrame, data_params: dict,
                   scrape_params: dict | None = None, environ=os.environ):
-    choice(name, RESOLVERS, "scrape.resolver")
+    one_of(name, RESOLVERS, "scrape.resolver")
     if name == "auto":
         name = auto_resolver(data_params.get("source"), environ)
     scrape_params = scrape_params or {}
@@ -90,14 +90,14 @@ def make_resolver(name: str, tracks: pd.DataFrame, data_params: dict,
     if name == "local":
         return LocalResolver(local_images_dir(data_params))
     if name == "url":
-        from coverpop.urls import UrlResolver
+        from coverpop.covers.url_column import UrlResolver
         column = scrape_params.get("url_column", "image_url")
         if column not in tracks.columns:
             raise CoverpopError(f"params.yaml: scrape.url_column={column!r} is not a column of the "
                                 f"tracks table (has: {', '.join(tracks.columns)})")
         return UrlResolver.from_params(scrape_params, environ)
     if name == "oembed":
-        from coverpop.oembed import OEmbedResolver
+        from coverpop.covers.oembed import OEmbedResolver
         return OEmbedResolver.from_params(scrape_params, environ)
-    from coverpop.spotify import SpotifyApiResolver
+    from coverpop.covers.spotify import SpotifyApiResolver
     return SpotifyApiResolver.from_params(scrape_params, environ)

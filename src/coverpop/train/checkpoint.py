@@ -6,14 +6,13 @@ import numpy as np
 import torch
 from PIL import Image
 
-from coverpop.data import to_uint8
-from coverpop.errors import CoverpopError
-from coverpop.models import CoverRegressor
-from coverpop.training import predict as predict_tensor
+from coverpop.core.errors import CoverpopError
+from coverpop.train.data import to_uint8
+from coverpop.train.models import CoverRegressor, predict
 
 
 def save_checkpoint(path: str | Path, net: CoverRegressor, /, **meta) -> None:
-    from coverpop.atomic import atomic_path
+    from coverpop.core.atomic import atomic_path
 
     with atomic_path(path) as tmp:
         torch.save({**meta, "state_dict": net.state_dict()}, tmp)
@@ -29,7 +28,7 @@ class Predictor:
         self.model.eval()
 
     def predict_uint8(self, images: torch.Tensor) -> np.ndarray:
-        return predict_tensor(self.model, images).numpy() * float(self.ckpt["target_scale"])
+        return predict(self.model, images).numpy() * float(self.ckpt["target_scale"])
 
     def predict(self, images: list) -> np.ndarray:
         """Images as paths or PIL images → predicted popularity, 0-100."""

@@ -1,6 +1,6 @@
 """The insight report: cover features for every kept cover, and how popularity goes with them.
 
-`cover_table` adds the interpretable features (coverpop.features) to the split table;
+`cover_table` adds the interpretable features (coverpop.analyze.features) to the split table;
 `summarize` turns it into a detailed report plus a compact, numbers-only metrics dict for
 `dvc metrics` / `dvc exp show`; `plot_tables` and `save_figure` give the `dvc plots` data and a
 PNG. Everything here is descriptive: an association across covers, not a causal effect.
@@ -14,9 +14,9 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from coverpop import effects
-from coverpop.errors import CoverpopError
-from coverpop.features import FEATURES, features_table
+from coverpop.analyze import effects
+from coverpop.analyze.features import features_table
+from coverpop.core.errors import CoverpopError
 
 BINARY = ("face", "text")
 CONTINUOUS = ("face_area", "colourfulness", "saturation", "brightness", "text_score")
@@ -114,15 +114,15 @@ def summarize(table: pd.DataFrame, top_quantile: float = 0.8, bottom_quantile: f
             metrics[name] = m
     if report["detector_check"]:
         metrics["detector_check"] = report["detector_check"]
-    return plain(report), plain(metrics)
+    return json_ready(report), json_ready(metrics)
 
 
-def plain(obj, digits: int = 4):
+def json_ready(obj, digits: int = 4):
     """JSON-ready copy: floats to 4 significant digits, NaN to None, numpy scalars to Python."""
     if isinstance(obj, dict):
-        return {str(k): plain(v, digits) for k, v in obj.items()}
+        return {str(k): json_ready(v, digits) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [plain(v, digits) for v in obj]
+        return [json_ready(v, digits) for v in obj]
     if isinstance(obj, (np.integer, np.bool_)):
         return obj.item()
     if isinstance(obj, (float, np.floating)):
@@ -164,7 +164,7 @@ def save_figure(table: pd.DataFrame, report: dict, path: str | Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from coverpop.atomic import atomic_path
+    from coverpop.core.atomic import atomic_path
 
     tables = plot_tables(table, report)
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))

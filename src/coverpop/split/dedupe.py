@@ -8,7 +8,7 @@ from PIL import Image
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
-from coverpop.params import choice
+from coverpop.core.params import one_of
 
 REPRESENTATIVES = ("max", "median", "first", "random")
 REASONS = ("same_album", "exact_duplicate", "near_duplicate")
@@ -17,7 +17,7 @@ REASONS = ("same_album", "exact_duplicate", "near_duplicate")
 def pick(df: pd.DataFrame, group: pd.Series, rule: str, seed: int = 0) -> pd.Series:
     """A boolean mask keeping one row per group: the most popular (max), the median one,
     the first listed, or a seeded random one."""
-    choice(rule, REPRESENTATIVES, "dedupe.representative")
+    one_of(rule, REPRESENTATIVES, "dedupe.representative")
     order = pd.Series(np.arange(len(df)), index=df.index)
     if rule == "first":
         key = order

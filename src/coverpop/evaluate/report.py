@@ -9,7 +9,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 from PIL import Image
 
-from coverpop.atomic import atomic_path
+from coverpop.core.atomic import atomic_path
 
 
 def predictions_frame(test: pd.DataFrame, predicted) -> pd.DataFrame:

@@ -4,9 +4,9 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import StratifiedGroupKFold
 
-from coverpop.errors import CoverpopError
-from coverpop.params import choice
-from coverpop.selection import popularity_bins
+from coverpop.core.errors import CoverpopError
+from coverpop.core.params import one_of
+from coverpop.tracks.selection import popularity_bins
 
 GROUP_BY = ("album", "artist")
 
@@ -23,7 +23,7 @@ def _carve(y: np.ndarray, groups: np.ndarray, frac: float, seed: int) -> np.ndar
 
 def split(df: pd.DataFrame, group_by: str = "album", val: float = 0.15, test: float = 0.15,
           seed: int = 0, n_bins: int = 5) -> pd.Series:
-    choice(group_by, GROUP_BY, "split.group_by")
+    one_of(group_by, GROUP_BY, "split.group_by")
     if not (0 < val < 1 and 0 < test < 1 and val + test < 1):
         raise CoverpopError(f"params.yaml: split.val={val} and split.test={test} must be "
                             f"fractions with val + test < 1")

@@ -12,48 +12,19 @@ from collections import Counter
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Protocol
 
 import pandas as pd
 from tqdm import tqdm
 
-from coverpop.atomic import write_bytes
-from coverpop.errors import CoverpopError
-from coverpop.images import BadImage, normalize_cover, sha256
+from coverpop.core.atomic import write_bytes
+from coverpop.core.errors import CoverpopError
+from coverpop.covers.images import BadImage, normalize_cover, sha256
+from coverpop.covers.types import CoverError, Resolver
 
 DEFAULT_WORKERS = 16   # network resolvers spend their time waiting: 16 requests in flight
 
 MANIFEST_COLUMNS = ["track_id", "cover_id", "album_id", "album_name", "release_date", "file",
                     "width", "height", "sha256", "status", "error"]
-
-
-@dataclass
-class CoverRef:
-    cover_id: str  # file and dedupe key, [A-Za-z0-9_-]+
-    album_id: str = ""
-    album_name: str = ""
-    release_date: str = ""
-    url: str = ""  # http(s) URL or local path; "" when the resolver renders the cover
-
-
-class CoverError(Exception):
-    """One track failed; it is recorded in the manifest and the run goes on."""
-
-    def __init__(self, reason: str, detail: str = "", retryable: bool = False):
-        super().__init__(f"{reason}: {detail}" if detail else reason)
-        self.reason, self.detail, self.retryable = reason, detail, retryable
-
-
-class StopScrape(Exception):
-    """Stop the whole run now (e.g. a daily quota); finished work is kept."""
-
-
-class Resolver(Protocol):
-    name: str
-
-    def resolve(self, row: dict) -> CoverRef: ...
-
-    def fetch(self, ref: CoverRef) -> bytes: ...
 
 
 @dataclass
@@ -106,7 +77,7 @@ class Scraper:
             return rec.get("width") == self.size and Path(rec["file"]).is_file()
         return not rec.get("retryable", False)  # a permanent failure is not retried
 
-    def one(self, row: dict) -> Record:
+    def scrape_track(self, row: dict) -> Record:
         rec = Record(track_id=str(row["track_id"]))
         try:
             ref = self.resolver.resolve(row)
@@ -154,7 +125,7 @@ class Scraper:
         stop: Exception | None = None
         with _append(self.journal) as journal, \
                 ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-            pending = {pool.submit(self.one, row) for row in todo}
+            pending = {pool.submit(self.scrape_track, row) for row in todo}
             try:
                 while pending:
                     finished, pending = wait(pending, return_when=FIRST_COMPLETED)

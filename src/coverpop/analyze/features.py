@@ -21,7 +21,7 @@ import pandas as pd
 from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
-from coverpop.errors import CoverpopError
+from coverpop.core.errors import CoverpopError
 
 WORK_SIZE = 300
 # Six 60°-wide hue families, centred on the primaries/secondaries (red spans 330°–30°).

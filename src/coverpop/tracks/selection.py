@@ -3,8 +3,8 @@
 import numpy as np
 import pandas as pd
 
-from coverpop.errors import CoverpopError
-from coverpop.params import choice
+from coverpop.core.errors import CoverpopError
+from coverpop.core.params import one_of
 
 STRATEGIES = ("random", "stratified", "balanced")
 
@@ -19,7 +19,7 @@ def select_tracks(df: pd.DataFrame, n: int, strategy: str = "random", seed: int 
                   n_bins: int = 10) -> pd.DataFrame:
     """N rows of df. `stratified` keeps each popularity bin's share; `balanced` takes equal
     counts per bin (then fills from the rest), so rare high-popularity tracks are not drowned."""
-    choice(strategy, STRATEGIES, "select.strategy")
+    one_of(strategy, STRATEGIES, "select.strategy")
     if n <= 0:
         raise CoverpopError(f"params.yaml: select.n={n} must be positive")
     if years:

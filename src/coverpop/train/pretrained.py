@@ -33,7 +33,7 @@ import timm
 import torch
 from timm.models import get_pretrained_cfg
 
-from coverpop.errors import CoverpopError
+from coverpop.core.errors import CoverpopError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import os
 
-from coverpop import net
-from coverpop.scrape import CoverError, CoverRef
-from coverpop.spotify import cover_id_from_url, sized_url
+from coverpop.covers import http
+from coverpop.covers.cdn import cover_id_from_url, sized_url
+from coverpop.covers.types import CoverError, CoverRef
 
 
 class UrlResolver:
@@ -16,29 +16,29 @@ class UrlResolver:
     name = "url"
 
     def __init__(self, *, column: str = "image_url", size: int = 300, timeout: float = 10.0,
-                 workers: int = 16, image_host: str = "", policy: net.RetryPolicy | None = None,
-                 limiter: net.RateLimiter | None = None):
+                 workers: int = 16, image_host: str = "", policy: http.RetryPolicy | None = None,
+                 limiter: http.RateLimiter | None = None):
         self.column, self.size, self.timeout, self.image_host = column, size, timeout, image_host
-        self.policy = policy or net.RetryPolicy()
-        self.limiter = limiter or net.RateLimiter()
-        self.session = net.make_session(workers)
+        self.policy = policy or http.RetryPolicy()
+        self.limiter = limiter or http.RateLimiter()
+        self.session = http.make_session(workers)
 
     @classmethod
     def from_params(cls, scrape: dict, environ=os.environ, workers: int | None = None
                     ) -> UrlResolver:
         return cls(column=scrape.get("url_column", "image_url"),
-                   image_host=net.setting(scrape, "image_host", "COVERPOP_IMAGE_HOST", "", environ),
+                   image_host=http.setting(scrape, "image_host", "COVERPOP_IMAGE_HOST", "", environ),
                    size=int(scrape.get("size", 300)), timeout=float(scrape.get("timeout", 10)),
                    workers=workers or int(scrape.get("workers", 16)),
-                   policy=net.policy_from_params(scrape), limiter=net.limiter_from_params(scrape))
+                   policy=http.policy_from_params(scrape), limiter=http.limiter_from_params(scrape))
 
     def resolve(self, row: dict) -> CoverRef:
         url = str(row.get(self.column) or "").strip()
         if not url.startswith(("http://", "https://")):
             raise CoverError("no_image", f"column '{self.column}' holds no http(s) URL")
         return CoverRef(cover_id=cover_id_from_url(url),
-                        url=net.rehost(sized_url(url, self.size), self.image_host))
+                        url=http.rehost(sized_url(url, self.size), self.image_host))
 
     def fetch(self, ref: CoverRef) -> bytes:
-        return net.download(self.session, ref.url, timeout=self.timeout, policy=self.policy,
+        return http.get_cover_bytes(self.session, ref.url, timeout=self.timeout, policy=self.policy,
                             limiter=self.limiter)

@@ -6,8 +6,8 @@ import re
 import shutil
 from pathlib import Path
 
-from coverpop.atomic import atomic_path
-from coverpop.errors import CoverpopError
+from coverpop.core.atomic import atomic_path
+from coverpop.core.errors import CoverpopError
 
 DEFAULT_HANDLE = "amitanshjoshi/spotify-1million-tracks/versions/1"
 DEFAULT_FILE = "spotify_data.csv"
@@ -16,7 +16,7 @@ CREDENTIALS_HINT = ("KAGGLE_API_TOKEN (or KAGGLE_USERNAME and KAGGLE_KEY, or ~/.
 _PINNED = re.compile(r"^[\w.-]+/[\w.-]+/versions/\d+$")
 
 
-def download_kaggle_csv(handle: str, dest: str | Path, file: str = DEFAULT_FILE) -> Path:
+def fetch_kaggle_csv(handle: str, dest: str | Path, file: str = DEFAULT_FILE) -> Path:
     """Copy `file` of the dataset `owner/slug/versions/N` to `dest` atomically.
 
     kagglehub keeps the file in its cache (KAGGLEHUB_CACHE, default ~/.cache/kagglehub); a pinned
@@ -25,7 +25,7 @@ def download_kaggle_csv(handle: str, dest: str | Path, file: str = DEFAULT_FILE)
     if not _PINNED.match(handle or ""):
         raise CoverpopError(f"params.yaml: data.kaggle.handle={handle!r} must pin a version, "
                             f"e.g. {DEFAULT_HANDLE}")
-    import kagglehub   # imported here: it sets up logging and reads config on import
+    import kagglehub  # imported here: it sets up logging and reads config on import
     import requests
 
     try:

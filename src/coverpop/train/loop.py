@@ -15,14 +15,26 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from coverpop import distributed as dist
-from coverpop import embeddings
-from coverpop.data import NORMALIZATIONS, Data, augment, batch_grid, resolve_normalization
-from coverpop.errors import CoverpopError
-from coverpop.metrics import score
-from coverpop.models import OUTPUTS, TARGET_SCALE, CoverRegressor, is_vit_like, timm_kwargs
-from coverpop.params import choice
-from coverpop.pretrained import Weights, parse_pretrained, resolve_weights
+from coverpop.core.errors import CoverpopError
+from coverpop.core.metrics import score
+from coverpop.core.params import one_of
+from coverpop.train import distributed as dist
+from coverpop.train import embeddings
+from coverpop.train.data import (
+    NORMALIZATIONS,
+    CoverTensors,
+    augment,
+    batch_grid,
+    resolve_normalization,
+)
+from coverpop.train.models import (
+    OUTPUTS,
+    TARGET_SCALE,
+    CoverRegressor,
+    is_vit_like,
+    timm_kwargs,
+)
+from coverpop.train.pretrained import Weights, parse_pretrained, resolve_weights
 
 LOSSES = ("mse", "huber", "l1")
 SCHEDULES = ("cosine", "constant")
@@ -73,10 +85,10 @@ class TrainConfig:
         return cls(**values).validated()
 
     def validated(self) -> TrainConfig:
-        choice(self.normalization, NORMALIZATIONS, "normalization")
-        choice(self.output, OUTPUTS, "train.output")
-        choice(self.loss, LOSSES, "train.loss")
-        choice(self.lr_schedule, SCHEDULES, "train.lr_schedule")
+        one_of(self.normalization, NORMALIZATIONS, "normalization")
+        one_of(self.output, OUTPUTS, "train.output")
+        one_of(self.loss, LOSSES, "train.loss")
+        one_of(self.lr_schedule, SCHEDULES, "train.lr_schedule")
         self.pretrained = parse_pretrained(self.pretrained)
         for name in ("image_size", "epochs", "batch_size"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
@@ -124,7 +136,7 @@ def loss_fn(name: str):
             "huber": lambda p, y: F.huber_loss(p, y, delta=HUBER_DELTA)}[name]
 
 
-def regression_metrics(pred: np.ndarray, true: np.ndarray) -> dict:
+def val_metrics(true: np.ndarray, pred: np.ndarray) -> dict:
     """Val MAE, RMSE and Spearman on the 0–100 scale, scored as the evaluate stage scores them."""
     return {name: score(np.asarray(true, float), np.asarray(pred, float), name)
             for name in ("mae", "rmse", "spearman")}
@@ -166,7 +178,7 @@ class FitResult:
     val_pred: np.ndarray = field(default_factory=lambda: np.empty(0))
 
 
-def fit(cfg: TrainConfig, data: Data, weights: Weights, mean, std, live=None) -> FitResult:
+def fit(cfg: TrainConfig, data: CoverTensors, weights: Weights, mean, std, live=None) -> FitResult:
     device = resolve_device(cfg.device)
     torch.manual_seed(cfg.seed)
     model = CoverRegressor(cfg.model, cfg.image_size, mean, std, cfg.output, cfg.head_hidden,
@@ -282,8 +294,8 @@ def fit(cfg: TrainConfig, data: Data, weights: Weights, mean, std, live=None) ->
         row = {"epoch": epoch, "train_loss": train_loss, "seconds": seconds,
                "cpu_seconds": cpu_seconds, "lr": sched.get_last_lr()[0]}
         if len(data.val_idx):
-            row.update(val_loss=val_loss, **{f"val_{k}": v for k, v in regression_metrics(
-                val_pred * TARGET_SCALE, data.popularity[data.val_idx].numpy()).items()})
+            row.update(val_loss=val_loss, **{f"val_{k}": v for k, v in val_metrics(
+                data.popularity[data.val_idx].numpy(), val_pred * TARGET_SCALE).items()})
         history.append(row)
         if cfg.progress and dist.is_main():
             print(f"epoch {epoch + 1}/{cfg.epochs}: train loss {train_loss:.4f}"
@@ -310,20 +322,11 @@ def fit(cfg: TrainConfig, data: Data, weights: Weights, mean, std, live=None) ->
     if best_state is not None:
         model.load_state_dict(best_state)
     val_pred, _ = _predict_rows(net, forward, inputs, data.val_idx, per_rank, y_dev, criterion)
-    val = regression_metrics(val_pred * TARGET_SCALE, data.popularity[data.val_idx].numpy()) \
+    val = val_metrics(data.popularity[data.val_idx].numpy(), val_pred * TARGET_SCALE) \
         if len(data.val_idx) else {}
     train_seconds = sum(r["seconds"] for r in history)
     return FitResult(model.cpu().eval(), history, best_epoch, val, train_mean * TARGET_SCALE,
                      first_batch, seen * dist.world() / max(train_seconds, 1e-9), val_pred)
-
-
-@torch.no_grad()
-def predict(model: torch.nn.Module, images: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
-    """uint8 images → predictions on the 0–1 scale (CPU), model in eval mode."""
-    model.eval()
-    device = next(model.parameters()).device
-    return torch.cat([model(images[i:i + batch_size].to(device)).float().cpu()
-                      for i in range(0, len(images), batch_size)])
 
 
 @torch.no_grad()
@@ -344,7 +347,7 @@ def _predict_rows(net, forward, inputs, idx, batch_size, y_dev, criterion) -> tu
     return out.numpy(), loss
 
 
-def run(cfg: TrainConfig, data: Data, live=None) -> tuple[FitResult, FitResult | None, dict]:
+def run(cfg: TrainConfig, data: CoverTensors, live=None) -> tuple[FitResult, FitResult | None, dict]:
     """Train the model, then (if asked) the same recipe on blank inputs.
     Returns (result, blank result or None, checkpoint metadata)."""
     weights = resolve_weights(cfg.model, cfg.pretrained)

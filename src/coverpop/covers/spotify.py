@@ -8,49 +8,25 @@ first 403.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
-import re
 import threading
-from urllib.parse import urlsplit
 
 import requests
 import spotipy
 from spotipy.cache_handler import MemoryCacheHandler
 from spotipy.oauth2 import SpotifyClientCredentials, SpotifyOauthError
 
-from coverpop import net
-from coverpop.errors import CoverpopError
-from coverpop.scrape import CoverError, CoverRef, StopScrape
+from coverpop.core.errors import CoverpopError
+from coverpop.covers import http
+from coverpop.covers.cdn import cover_id_from_url, sized_url
+from coverpop.covers.types import CoverError, CoverRef, StopScrape
 
 API_URL = "https://api.spotify.com/v1/"
 TOKEN_URL = "https://accounts.spotify.com/api/token"
 BATCH_SIZE = 50
 
-# i.scdn.co cover URLs: "ab67616d0000" + size code + 24-hex image id (shared by all sizes).
-SIZE_CODES = {640: "b273", 300: "1e02", 64: "4851"}
-_SCDN = re.compile(r"ab67616d0000(?P<code>[0-9a-f]{4})(?P<id>[0-9a-f]{24})$")
-_LEGACY = re.compile(r"/(?P<id>[0-9a-f]{40})$")   # old covers: a plain 40-hex id, no size code
-
 log = logging.getLogger(__name__)
-
-
-def cover_id_from_url(url: str) -> str:
-    """The dedupe key of a cover URL: its 24-hex image id (or old 40-hex id), else a URL hash."""
-    path = urlsplit(url).path
-    m = _SCDN.search(path) or _LEGACY.search(path)
-    return m.group("id") if m else hashlib.sha1(url.encode()).hexdigest()[:24]
-
-
-def sized_url(url: str, size: int) -> str:
-    """The same cover at another size, by swapping the i.scdn.co size code; else `url` as is."""
-    parts = urlsplit(url)
-    m = _SCDN.search(parts.path)
-    if not m or size not in SIZE_CODES:
-        return url
-    path = parts.path[:m.start("code")] + SIZE_CODES[size] + parts.path[m.end("code"):]
-    return parts._replace(path=path).geturl()
 
 
 def choose_image(images: list[dict], size: int) -> str | None:
@@ -80,15 +56,15 @@ class SpotifyApiResolver:
     def __init__(self, client_id: str, client_secret: str, *, api_url: str = API_URL,
                  token_url: str = TOKEN_URL, size: int = 300, batch: bool = False,
                  timeout: float = 10.0, workers: int = 16, image_host: str = "",
-                 policy: net.RetryPolicy | None = None, limiter: net.RateLimiter | None = None):
+                 policy: http.RetryPolicy | None = None, limiter: http.RateLimiter | None = None):
         # spotipy logs request headers (bearer token, Basic credentials) at DEBUG and every
         # 404 at ERROR; we report failures ourselves, so keep it quiet and the secrets out of logs.
         logging.getLogger("spotipy").setLevel(logging.CRITICAL)
         self.size, self.timeout, self.image_host = size, timeout, image_host
-        self.policy = policy or net.RetryPolicy()
-        self.limiter = limiter or net.RateLimiter()
-        self.images = net.RateLimiter()          # the image CDN has no rate cap; stop() still applies
-        self.session = net.make_session(workers)
+        self.policy = policy or http.RetryPolicy()
+        self.limiter = limiter or http.RateLimiter()
+        self.images = http.RateLimiter()          # the image CDN has no rate cap; stop() still applies
+        self.session = http.make_session(workers)
         auth = SpotifyClientCredentials(client_id=client_id, client_secret=client_secret,
                                         cache_handler=MemoryCacheHandler(),
                                         requests_session=self.session, requests_timeout=timeout)
@@ -113,14 +89,14 @@ class SpotifyApiResolver:
                 "scrape.resolver=spotify_api needs SPOTIPY_CLIENT_ID and SPOTIPY_CLIENT_SECRET in "
                 "the environment (see the README, 'Real data'), or use scrape.resolver=oembed (no credentials)")
         return cls(client_id, client_secret,
-                   api_url=net.setting(scrape, "api_url", "COVERPOP_SPOTIFY_API_URL", API_URL, environ),
-                   token_url=net.setting(scrape, "token_url", "COVERPOP_SPOTIFY_TOKEN_URL",
+                   api_url=http.setting(scrape, "api_url", "COVERPOP_SPOTIFY_API_URL", API_URL, environ),
+                   token_url=http.setting(scrape, "token_url", "COVERPOP_SPOTIFY_TOKEN_URL",
                                          TOKEN_URL, environ),
-                   image_host=net.setting(scrape, "image_host", "COVERPOP_IMAGE_HOST", "", environ),
+                   image_host=http.setting(scrape, "image_host", "COVERPOP_IMAGE_HOST", "", environ),
                    size=int(scrape.get("size", 300)), batch=bool(scrape.get("batch", False)),
                    timeout=float(scrape.get("timeout", 10)),
                    workers=workers or int(scrape.get("workers", 16)),
-                   policy=net.policy_from_params(scrape), limiter=net.limiter_from_params(scrape))
+                   policy=http.policy_from_params(scrape), limiter=http.limiter_from_params(scrape))
 
     def __repr__(self) -> str:   # never show the credentials
         return f"SpotifyApiResolver(api={self.sp.prefix!r}, size={self.size}, batch={self.batch})"
@@ -149,10 +125,10 @@ class SpotifyApiResolver:
         return CoverRef(cover_id=cover_id_from_url(url), album_id=album.get("id") or "",
                         album_name=album.get("name") or "",
                         release_date=album.get("release_date") or "",
-                        url=net.rehost(url, self.image_host))
+                        url=http.rehost(url, self.image_host))
 
     def fetch(self, ref: CoverRef) -> bytes:
-        return net.download(self.session, ref.url, timeout=self.timeout, policy=self.policy,
+        return http.get_cover_bytes(self.session, ref.url, timeout=self.timeout, policy=self.policy,
                             limiter=self.images)
 
     # ---- API calls --------------------------------------------------------------------------
@@ -192,18 +168,18 @@ class SpotifyApiResolver:
                                "SPOTIPY_CLIENT_ID and SPOTIPY_CLIENT_SECRET")
                 if err.http_status == 400:   # spotipy's own id check, or the API's
                     raise CoverError("bad_id", f"{where}: not a Spotify track id") from None
-                net.raise_for_status(err.http_status, err.headers, err.reason, where)
+                http.raise_for_status(err.http_status, err.headers, err.reason, where)
                 raise CoverError(f"http_{err.http_status}", where) from None
             except SpotifyOauthError as err:
                 if err.error in ("invalid_client", "unsupported_grant_type", "invalid_request",
                                  "unauthorized_client"):
                     self._stop(f"the Spotify token endpoint refused the client credentials "
                                f"({err.error}): check SPOTIPY_CLIENT_ID and SPOTIPY_CLIENT_SECRET")
-                raise net.Transient("server_error", "Spotify token endpoint failed") from None
+                raise http.Transient("server_error", "Spotify token endpoint failed") from None
             except requests.RequestException as err:
-                raise net.transient_from(err, net.host_of(where), self.timeout) from None
+                raise http.transient_from(err, http.host_of(where), self.timeout) from None
 
-        return net.call(once, self.policy, self.limiter)
+        return http.call_with_retries(once, self.policy, self.limiter)
 
     def _stop(self, message: str):
         self.limiter.stop(message)

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from coverpop.errors import CoverpopError
+from coverpop.core.errors import CoverpopError
 
 # Column order of the Kaggle CSV (its first, unnamed column is a row index we drop).
 KAGGLE_COLUMNS = [

@@ -1,0 +1,1 @@
+"""What every stage shares: one-line errors, params, atomic writes, metrics."""

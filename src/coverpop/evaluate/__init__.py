@@ -1,0 +1,1 @@
+"""Stage evaluate: baselines, the test report, Grad-CAM."""

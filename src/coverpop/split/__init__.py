@@ -1,0 +1,1 @@
+"""Stage dedupe_split: one track per album and per cover, then a grouped, stratified split."""

@@ -1,0 +1,1 @@
+"""Stage train: cover tensors, timm models, weights, the training loop, checkpoints."""
