@@ -12,6 +12,7 @@ its endpoints and the cover size); only a run with the same settings trusts it.
 import hashlib
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -70,12 +71,14 @@ def _endpoint(value: str) -> str:
     return f"{parts.scheme}://{host}{port}{parts.path}"
 
 
-def resolver_settings(resolver: str, scrape: dict, data: dict | None = None,
+def resolver_settings(resolver: str, scrape, data: dict | None = None,
                       environ=os.environ) -> dict[str, str]:
-    """The endpoint settings a resolver's failures depend on (credentials stripped)."""
+    """The endpoint settings a resolver's failures depend on (credentials stripped). `scrape`:
+    the scrape params as a mapping, or an object with them as attributes."""
     found = {}
     for key, env in ENDPOINTS.get(resolver, ()):
-        found[key] = _endpoint(str((env and environ.get(env)) or scrape.get(key) or ""))
+        value = scrape.get(key) if isinstance(scrape, Mapping) else getattr(scrape, key, "")
+        found[key] = _endpoint(str((env and environ.get(env)) or value or ""))
     if resolver == "local":
         found["images"] = str(((data or {}).get("local") or {}).get("images") or "")
     return found
