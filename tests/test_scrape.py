@@ -150,6 +150,21 @@ def test_larger_size_with_the_host_down_keeps_every_cover_then_upgrades(tmp_path
     assert all(r["width"] == 64 and size_of(r["file"]) == (64, 64) for r in records)
 
 
+def test_a_cover_redone_for_one_track_serves_its_album_siblings(tmp_path, tracks):
+    album = tracks["album_id"].value_counts().index[0]            # an album of several tracks
+    rows = tracks[tracks["album_id"] == album].to_dict("records")
+    assert len(rows) >= 2
+    Scraper(Counting(DemoResolver(tracks)), tmp_path, 32).run(rows, progress=False)
+    flaky = Counting(DemoResolver(tracks), fail={rows[0]["track_id"]}, reason="connection")
+    Scraper(flaky, tmp_path, 64).run(rows, workers=1, progress=False)   # one sibling fails
+    after = Counting(DemoResolver(tracks))
+    scraper = Scraper(after, tmp_path, 64)
+    records = scraper.run(rows, progress=False)
+    assert after.resolves == [] and scraper.summary.damaged == 0  # the file is shared, not broken
+    assert all(r["width"] == 64 and size_of(r["file"]) == (64, 64) for r in records)
+    assert len({r["sha256"] for r in records}) == 1
+
+
 def test_damaged_finished_covers_are_noticed_and_fetched_again(tmp_path, tracks):
     rows = tracks.to_dict("records")
     Scraper(DemoResolver(tracks), tmp_path, 64).run(rows, progress=False)

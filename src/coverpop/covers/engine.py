@@ -127,19 +127,20 @@ class Scraper:
             return self._locks.setdefault(cover_id, threading.Lock())
 
     # ---- what the journal says is done, checked against the disk -----------------------------
-    def _verify(self, done: dict[str, dict]) -> tuple[dict[str, dict], set[str]]:
-        """Check each finished cover's file: size first (free), then sha256. Returns the covers
-        intact at another size (cover id -> fields) and the track ids whose cover is broken."""
+    def _verify(self, done: dict[str, dict]) -> set[str]:
+        """Check each finished cover's file: size first (free), then sha256 (about 0.1 ms per
+        300 px cover). Fills self._good with the covers intact at `size`; returns the track ids
+        whose file is missing or no longer what the journal says."""
         seen: dict[str, tuple[int, str] | None] = {}
-        stale: dict[str, dict] = {}
         broken: set[str] = set()
+        root = str(self.out_dir)
         for tid, rec in done.items():
             if rec["status"] != "ok":
                 continue
-            path = self.out_dir / rec["file"]
+            path = os.path.join(root, rec["file"])   # plain strings: pathlib costs 3x here
             if rec["file"] not in seen:
                 try:
-                    seen[rec["file"]] = (path.stat().st_size, "")
+                    seen[rec["file"]] = (os.stat(path).st_size, "")
                 except OSError:
                     seen[rec["file"]] = None
             got = seen[rec["file"]]
@@ -147,17 +148,13 @@ class Scraper:
                 broken.add(tid)
                 continue
             if not got[1]:
-                got = seen[rec["file"]] = (got[0], sha256(path.read_bytes()))
+                with open(path, "rb") as f:
+                    got = seen[rec["file"]] = (got[0], sha256(f.read()))
             if got[1] != rec["sha256"]:
                 broken.add(tid)
-                continue
-            fields = {k: rec[k] for k in COVER_FIELDS} | {"bytes": got[0]}
-            if rec["width"] == self.size:
-                self._good[rec["cover_id"]] = fields
-            else:
-                stale[rec["cover_id"]] = fields
-        # A cover intact at the new size wins over an older record of the same cover.
-        return {c: f for c, f in stale.items() if c not in self._good}, broken
+            elif rec["width"] == self.size:
+                self._good[rec["cover_id"]] = {k: rec[k] for k in COVER_FIELDS} | {"bytes": got[0]}
+        return broken
 
     def trusted_failure(self, rec: dict) -> bool:
         """Is this recorded failure final for this run (not retried)?"""
@@ -240,7 +237,7 @@ class Scraper:
 
     # ---- the run -----------------------------------------------------------------------------
     def _plan(self, rows: list[dict], done: dict[str, dict]) -> list[tuple[str, dict, dict | None]]:
-        stale, broken = self._verify(done)
+        broken = self._verify(done)
         tasks, seen = [], set()
         for row in rows:
             tid = str(row["track_id"])
@@ -250,21 +247,20 @@ class Scraper:
             rec = done.get(tid)
             if rec is None:
                 tasks.append(("fetch", row, None))
-            elif rec["status"] == "ok" and tid not in broken:
+            elif rec["status"] == "ok":
                 good = self._good.get(rec["cover_id"])
-                if good is not None:
+                if good is not None:       # intact at this size (maybe rewritten for a sibling)
                     if any(rec[k] != good[k] for k in COVER_FIELDS):
-                        done[tid] = {**rec, **good}   # its cover was redone for another track
+                        done[tid] = {**rec, **good}
                     self.summary.skipped += 1
+                elif tid in broken:
+                    tasks.append(("damaged", row, rec))
                 elif rec["width"] > self.size:
                     tasks.append(("resize", row, rec))
                 else:
                     tasks.append(("upsize", row, rec))
-            elif rec["status"] == "ok":
-                tasks.append(("damaged", row, rec))
             elif self.trusted_failure(rec):
                 self.summary.skipped += 1
-                self.summary.kept_failed[reason_of(rec)] += 1
             else:
                 tasks.append(("fetch", row, rec))
         return tasks
@@ -324,7 +320,7 @@ class Scraper:
                 if str(r["track_id"]) in done]
 
     def _public(self, rec: dict) -> dict:
-        return {**rec, "file": str(self.out_dir / rec["file"]) if rec["file"] else ""}
+        return {**rec, "file": os.path.join(str(self.out_dir), rec["file"]) if rec["file"] else ""}
 
 
 def _remove_own_temps(folder: Path) -> None:
@@ -340,7 +336,6 @@ class Summary:
     skipped: int = 0
     ok: int = 0
     failed: Counter = field(default_factory=Counter)
-    kept_failed: Counter = field(default_factory=Counter)   # trusted failures, not retried
     resized: int = 0      # derived locally from a larger stored cover
     kept_old: int = 0     # stored at another size; the new size could not be fetched
     damaged: int = 0      # finished covers broken on disk, fetched again
