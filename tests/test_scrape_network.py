@@ -181,7 +181,10 @@ def test_sigkill_mid_run_then_rerun_completes_without_redownloading(tmp_path):
         assert code == 0, err
         assert not list(images.glob(".*.tmp"))
         assert sum(fake.track_hits[t] for t in journaled) == 0           # not resolved again
-        assert sum(fake.image_hits[f.stem] for f in kept) == 0           # not downloaded again
+        # Journaled covers are not downloaded again. A file renamed into place but killed before
+        # its journal line (at most one per worker) is fetched again: only the journal is trusted.
+        assert sum(fake.image_hits[fake.image_id(t)] for t in journaled) == 0
+        assert sum(fake.image_hits[f.stem] for f in kept) <= 4
         manifest = pd.read_csv(cwd / "data" / "manifest.csv")
         assert len(manifest) == 150 and (manifest["status"] == "ok").all()
         assert sorted(f.stem for f in images.glob("*.jpg")) == sorted(fake.image_id(t) for t in ids)
