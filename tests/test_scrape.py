@@ -186,6 +186,17 @@ def test_damaged_finished_covers_are_noticed_and_fetched_again(tmp_path, tracks)
     assert all(r["status"] == "ok" for r in records)
 
 
+def test_the_same_scraper_object_checks_the_disk_again_on_every_run(tmp_path, tracks):
+    rows = tracks.head(4).to_dict("records")
+    counting = Counting(DemoResolver(tracks))
+    scraper = Scraper(counting, tmp_path, 64)
+    scraper.run(rows, progress=False)
+    victim = sorted((tmp_path / "images").glob("*.jpg"))[0]
+    victim.write_bytes(b"\0" * victim.stat().st_size)
+    scraper.run(rows, progress=False)
+    assert counting.fetches.count(victim.stem) == 2 and size_of(victim) == (64, 64)
+
+
 def test_failures_that_may_be_transient_are_retried_permanent_ones_trusted(tmp_path, tracks):
     rows = tracks.head(6).to_dict("records")
     portal, gone = rows[0]["track_id"], rows[1]["track_id"]

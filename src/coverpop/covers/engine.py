@@ -131,6 +131,7 @@ class Scraper:
         """Check each finished cover's file: size first (free), then sha256 (about 0.1 ms per
         300 px cover). Fills self._good with the covers intact at `size`; returns the track ids
         whose file is missing or no longer what the journal says."""
+        self._good = {}
         seen: dict[str, tuple[int, str] | None] = {}
         broken: set[str] = set()
         root = str(self.out_dir)
@@ -211,21 +212,26 @@ class Scraper:
             rec.error, rec.retryable = str(err), err.retryable
         return asdict(rec)
 
-    def _resize(self, old: dict) -> dict:
-        """A stored cover larger than `size`: derived locally, written over the old one."""
+    def _resize(self, old: dict) -> dict | None:
+        """A stored cover larger than `size`: derived locally, written over the old one (None
+        when the stored file can no longer be read: then it is fetched)."""
         cover_id = old["cover_id"]
         with self._lock(cover_id):
             fields = self._good.get(cover_id)
             if fields is None:
-                jpeg = (self.out_dir / old["file"]).read_bytes()
-                fields = self._store(cover_id, downscale_cover(jpeg, self.size),
-                                     old["source_width"], old["source_height"])
+                try:
+                    jpeg = downscale_cover((self.out_dir / old["file"]).read_bytes(), self.size)
+                except (OSError, BadImage):
+                    return None
+                fields = self._store(cover_id, jpeg, old["source_width"], old["source_height"])
         return {**old, **fields, "settings": self.fingerprint}
 
     def _task(self, task: tuple[str, dict, dict | None]) -> tuple[dict, str]:
         kind, row, old = task
         if kind == "resize":
-            return self._resize(old), "resized"
+            resized = self._resize(old)
+            if resized is not None:
+                return resized, "resized"
         rec = self._fetch(row)
         if kind == "upsize" and rec["status"] != "ok":
             # The larger cover could not be fetched: keep the one we have (a param change never
@@ -361,8 +367,8 @@ class Summary:
                 + (f" ({reasons})" if reasons else ""))
         extras = [(self.resized, "resized locally from a larger stored cover"),
                   (self.damaged, "fetched again (damaged on disk)"),
-                  (self.kept_old, "kept at their old size (the new size could not be fetched; "
-                                  "retried next run)"),
+                  (self.kept_old, ("kept at their old size (the new size could not be "
+                                   "fetched; retried next run)")),
                   (self.abandoned, "abandoned in flight")]
         return text + "".join(f"; {n} {what}" for n, what in extras if n)
 
@@ -376,7 +382,7 @@ def retry_hint(records: list[dict], scraper: Scraper) -> str:
     failed = [r for r in records if r["status"] != "ok"]
     final = Counter(reason_of(r) for r in failed if scraper.trusted_failure(r))
     transient, n_final = len(failed) - sum(final.values()), sum(final.values())
-    retry_all = f"dvc exp run -S scrape.retry_failed=true (or set it in params.yaml)"
+    retry_all = "dvc exp run -S scrape.retry_failed=true (or set it in params.yaml)"
     kinds = ", ".join(sorted(final))
     if transient and n_final:
         return (f"to retry the {transient} failures that may be transient: {RETRY_COMMAND}; "
