@@ -4,13 +4,17 @@ from coverpop.core.atomic import write_csv
 from coverpop.core.errors import run_stage
 from coverpop.core.params import load_params, stage_paths
 from coverpop.tracks.sources import fetch_tracks
+from coverpop.tracks.tables import duplicates_note
 
 
 def main() -> None:
     args = stage_paths("out")
     data = load_params()["data"]
     tracks = fetch_tracks(data)
+    note = duplicates_note(tracks)
     write_csv(args.out, tracks)
+    if note:
+        print(f"fetch_csv: {note}")
     print(f"fetch_csv: {len(tracks)} tracks from source '{data['source']}' -> {args.out}")
 
 

@@ -1,30 +1,50 @@
 """Stage scrape_images: one verified cover per track, resumable, and a manifest."""
 
+import os
+import signal
+import sys
+
 from coverpop.core.atomic import write_csv
 from coverpop.core.errors import CoverpopError, run_stage
 from coverpop.core.params import load_params, stage_paths
-from coverpop.covers.engine import Scraper, check_success, manifest_frame
+from coverpop.covers.engine import Scraper, check_success, manifest_frame, retry_hint
+from coverpop.covers.journal import resolver_settings
 from coverpop.covers.resolvers import make_resolver
 from coverpop.covers.types import StopScrape
 from coverpop.tracks.tables import read_tracks
 
 
 def main() -> None:
+    # SIGTERM (a CI timeout, `kill`) stops the run the way Ctrl-C does: finished work is kept.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     args = stage_paths("selected", "covers_dir", "manifest")
     params = load_params()
     p = params["scrape"]
     tracks = read_tracks(args.selected)
     resolver = make_resolver(p["resolver"], tracks, params["data"], p)
-    scraper = Scraper(resolver, args.covers_dir, size=int(p["size"]))
+    scraper = Scraper(resolver, args.covers_dir, size=int(p["size"]),
+                      min_source_px=int(p["min_source_px"]), max_aspect=float(p["max_aspect"]),
+                      retry_failed=bool(p["retry_failed"]),
+                      settings=resolver_settings(resolver.name, p, params["data"], os.environ))
+    name = f"scrape_images ({resolver.name})"
     try:
         records = scraper.run(tracks.to_dict("records"), workers=int(p["workers"]))
     except StopScrape as stop:
-        print(f"scrape_images ({resolver.name}): {scraper.summary.line()}")
+        print(f"{name}: {scraper.summary.line()}")
         raise CoverpopError(f"scrape stopped: {stop}") from None
-    print(f"scrape_images ({resolver.name}): {scraper.summary.line()}")
+    except KeyboardInterrupt:
+        print(f"{name}: {scraper.summary.line()}", flush=True)
+        print("scrape_images: interrupted; finished covers are kept (journal saved): run the "
+              "stage again to resume", file=sys.stderr)
+        sys.exit(130)
+    print(f"{name}: {scraper.summary.line()}")
+    hint = retry_hint(records, scraper)
     manifest = manifest_frame(records)
     write_csv(args.manifest, manifest)
-    print(f"scrape_images: {check_success(manifest, float(p['min_success']))} -> {args.manifest}")
+    print(f"scrape_images: {check_success(manifest, float(p['min_success']), hint)} -> "
+          f"{args.manifest}")
+    if hint:
+        print(f"scrape_images: {hint}")
 
 
 if __name__ == "__main__":

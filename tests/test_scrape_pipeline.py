@@ -55,3 +55,23 @@ def test_dvc_repro_with_csv_by_url_and_oembed_covers(tmp_path, csv_url, monkeypa
         fake.reset_counts()
         assert "didn't change" in run(["dvc", "repro", "scrape_images"], repo).stdout
         assert fake.counts["oembed"] == 0
+
+
+def test_demo_scraped_from_scratch_twice_gets_the_same_dvc_hash(tmp_path):
+    """Issue 10: two from-scratch scrapes (1 and 8 workers) record the same covers hash in
+    dvc.lock; a re-run with nothing new keeps it."""
+    import yaml
+
+    def covers_hash(repo):
+        lock = yaml.safe_load((repo / "dvc.lock").read_text())
+        return {o["path"]: o["md5"] for o in lock["stages"]["scrape_images"]["outs"]}
+
+    hashes = []
+    for name, workers in (("a", 1), ("b", 8)):
+        repo = make_repo_copy(tmp_path / name, {"scrape.workers": workers})
+        run(["dvc", "repro", "scrape_images"], repo)
+        hashes.append(covers_hash(repo))
+    assert hashes[0] == hashes[1]
+    proc = run(["dvc", "repro", "-f", "-s", "scrape_images"], repo)   # runs, finds nothing new
+    assert "0 new, 200 done before, 0 failed" in proc.stdout
+    assert covers_hash(repo) == hashes[0]

@@ -1,14 +1,19 @@
 """fetch_csv sources that reach out: a CSV by http(s) URL (sha256 checked), and a full-size dry run."""
 
 import hashlib
+import os
+import subprocess
 import sys
 import threading
+import time
 from functools import partial
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler, SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
+import yaml
 
 sys.path.insert(0, str(Path(__file__).parent))
 from fakes.kaggle_csv import kaggle_like_csv  # noqa: E402
@@ -17,6 +22,8 @@ from coverpop.core.errors import CoverpopError  # noqa: E402
 from coverpop.tracks.selection import popularity_bins, select_tracks  # noqa: E402
 from coverpop.tracks.sources import fetch_tracks  # noqa: E402
 from coverpop.tracks.tables import KAGGLE_COLUMNS, read_tracks  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -73,3 +80,107 @@ def test_full_size_kaggle_table_dry_run(tmp_path):
     share_all = np.bincount(popularity_bins(tracks["popularity"], 10), minlength=10) / len(tracks)
     share_sel = np.bincount(popularity_bins(chosen["popularity"], 10), minlength=10) / 5000
     assert np.abs(share_all - share_sel).max() < 0.01
+
+
+# ---- what a URL that is not a CSV, a killed download and repeated ids leave behind ------------
+
+class _Slow(BaseHTTPRequestHandler):
+    """Serves /tracks.csv slowly (a byte every 0.2 s) and /portal.csv as an HTML login page."""
+
+    def log_message(self, *args):
+        pass
+
+    def do_GET(self):
+        if self.path == "/portal.csv":
+            body = b"<!DOCTYPE html><html><body>Sign in to the Wi-Fi</body></html>"
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+            return
+        self.send_response(200)
+        self.send_header("Content-Length", "100000")
+        self.end_headers()
+        try:
+            for _ in range(1000):
+                self.wfile.write(b"x")
+                self.wfile.flush()
+                time.sleep(0.2)
+        except OSError:
+            pass
+
+
+@pytest.fixture
+def slow_server():
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Slow)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_a_url_that_is_not_a_csv_is_named_by_its_url(slow_server):
+    url = slow_server + "/portal.csv"
+    with pytest.raises(CoverpopError) as err:
+        fetch_tracks({"source": "csv", "csv": {"path": url}})
+    assert str(err.value).startswith(f"{url}: missing column 'track_id'")
+    assert "coverpop-csv" not in str(err.value) and "\n" not in str(err.value)
+
+
+def _stage(cwd, env, wait=True):
+    cmd = [sys.executable, str(REPO / "stages/fetch_csv.py"), "tracks.csv"]
+    return (subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=120)
+            if wait else subprocess.Popen(cmd, cwd=cwd, env=env))
+
+
+@pytest.mark.timeout(120)
+def test_temp_dir_of_a_download_killed_midway_is_cleaned_by_the_next_run(tmp_path, slow_server,
+                                                                          served_csv):
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    env = {**os.environ, "TMPDIR": str(tmp), "PYTHONPATH": str(REPO / "src")}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(
+        {"data": {"source": "csv", "csv": {"path": slow_server + "/tracks.csv", "sha256": ""}}}))
+    proc = _stage(tmp_path, env, wait=False)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not list(tmp.glob(f"coverpop-csv-{proc.pid}-*/.*.tmp")):
+        time.sleep(0.1)
+    proc.kill()
+    proc.wait()
+    left = list(tmp.glob("coverpop-csv-*"))
+    assert [d.name.split("-")[2] for d in left] == [str(proc.pid)]     # killed: left behind
+    alive = tmp / f"coverpop-csv-{os.getpid()}-abcd"                   # a live process's
+    alive.mkdir()
+    url, sha, _ = served_csv
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(
+        {"data": {"source": "csv", "csv": {"path": url, "sha256": sha}}}))
+    done = _stage(tmp_path, env)
+    assert done.returncode == 0, done.stderr
+    assert list(tmp.glob("coverpop-csv-*")) == [alive]
+
+
+def test_kaggle_schema_csv_with_repeated_ids_is_deduplicated_and_counted(tmp_path):
+    kaggle_like_csv(tmp_path / "k.csv", rows=50)
+    df = pd.read_csv(tmp_path / "k.csv", index_col=0, dtype={"track_id": str})
+    twin = df.iloc[[3]].assign(genre="other-genre")            # same track under another genre
+    df = pd.concat([df, df.iloc[[1, 2]], twin], ignore_index=True)
+    df.to_csv(tmp_path / "k.csv", lineterminator="\n")
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(
+        {"data": {"source": "csv", "csv": {"path": str(tmp_path / "k.csv"), "sha256": ""}}}))
+    proc = _stage(tmp_path, {**os.environ, "PYTHONPATH": str(REPO / "src")})
+    assert proc.returncode == 0, proc.stderr
+    assert ("fetch_csv: dropped 3 rows with a repeated track_id: 2 identical to an earlier row, "
+            "1 conflicting (1 track ids; the first row of each kept)") in proc.stdout
+    out = pd.read_csv(tmp_path / "tracks.csv", dtype={"track_id": str})
+    assert len(out) == 50 and out["track_id"].is_unique
+    assert out.loc[3, "genre"] == df.loc[3, "genre"] != "other-genre"   # the first row kept
+
+
+def test_a_local_csv_with_repeated_ids_stays_an_error(tmp_path):
+    (tmp_path / "img").mkdir()
+    (tmp_path / "mine.csv").write_text("track_id,popularity,image\na,1,x.jpg\na,2,y.jpg\n")
+    with pytest.raises(CoverpopError, match=r"mine.csv: column 'track_id' at line 3: duplicate"):
+        fetch_tracks({"source": "local", "local": {"csv": str(tmp_path / "mine.csv"),
+                                                   "images": str(tmp_path / "img")}})

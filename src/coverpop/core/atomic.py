@@ -1,25 +1,87 @@
-"""Atomic writes: a temp file in the same folder, then os.replace, so a killed run leaves no half file."""
+"""Atomic writes: a temp file in the same folder, fsynced, then os.replace, so neither a kill nor a
+power cut leaves a half (or zeroed) file under the final name.
+
+Temp files and temp folders carry their owner's pid in their name, so that a later run can clean
+up what a killed run left behind without ever touching the temp files of a process still alive.
+"""
 
 import json
 import os
+import re
+import shutil
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import pandas as pd
 
+_TEMP = re.compile(r"^\..+\.(?P<pid>\d+)\.tmp$")   # .NAME.PID.tmp, as atomic_path names them
+
+
+def pid_alive(pid: int) -> bool:
+    """True when a process with this pid exists (ours included); pid reuse errs on the safe side."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:   # alive, owned by another user
+        return True
+    return True
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
 
 @contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
-    """Yield a temp path beside `path`; on success it replaces `path`, on error it is removed."""
+    """Yield a temp path beside `path`; on success it is fsynced and replaces `path`, on error it
+    is removed. The fsync comes before the rename: otherwise a crash can leave the new name
+    pointing at blocks never written (a zeroed or truncated file that looks finished)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         yield tmp
+        _fsync(tmp)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def clean_dead_temps(folder: str | Path) -> int:
+    """Remove the temp files in `folder` whose owner process is gone; return how many."""
+    removed = 0
+    folder = Path(folder)
+    if not folder.is_dir():
+        return 0
+    for entry in folder.iterdir():
+        m = _TEMP.match(entry.name)
+        if m and not pid_alive(int(m["pid"])):
+            entry.unlink(missing_ok=True)
+            removed += 1
+    return removed
+
+
+@contextmanager
+def owned_tempdir(prefix: str) -> Iterator[Path]:
+    """A temp folder named PREFIX-PID-XXXX, removed on exit; the folders of dead owners with the
+    same prefix (left by a killed run) are removed first."""
+    root = Path(tempfile.gettempdir())
+    pattern = re.compile(rf"^{re.escape(prefix)}-(?P<pid>\d+)-")
+    for entry in root.glob(f"{prefix}-*"):
+        m = pattern.match(entry.name)
+        if m and entry.is_dir() and not pid_alive(int(m["pid"])):
+            shutil.rmtree(entry, ignore_errors=True)
+    with tempfile.TemporaryDirectory(prefix=f"{prefix}-{os.getpid()}-") as tmp:
+        yield Path(tmp)
 
 
 def write_bytes(path: str | Path, data: bytes) -> None:

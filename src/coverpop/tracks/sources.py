@@ -1,17 +1,22 @@
 """fetch_csv: where the tracks table comes from (demo, a user's own CSV + images, a Kaggle-schema CSV)."""
 
 import hashlib
-import tempfile
 from pathlib import Path
 
 import pandas as pd
 
+from coverpop.core.atomic import owned_tempdir
 from coverpop.core.errors import CoverpopError
 from coverpop.core.params import one_of
 from coverpop.tracks import demo
 from coverpop.tracks.tables import LOCAL_REQUIRED, read_tracks, validate_tracks
 
 SOURCES = ("demo", "local", "csv", "kaggle")
+# Repeated track ids: the Kaggle file lists some tracks more than once (public projects drop
+# them), so kaggle/csv keep the first row of each id and say how many were dropped; a user's
+# own `local` CSV stays strict, since a repeated id there is a mistake only its author can fix
+# (which row's image and popularity are right?).
+DUPLICATES = "first"
 
 
 def fetch_tracks(data_params: dict) -> pd.DataFrame:
@@ -56,12 +61,14 @@ def _csv(p: dict) -> pd.DataFrame:
             got = hashlib.sha256(Path(path).read_bytes()).hexdigest()
             if got != want:
                 raise CoverpopError(f"{path}: sha256 is {got}, but data.csv.sha256 expects {want}")
-        return read_tracks(path)
+        return read_tracks(path, duplicates=DUPLICATES)
     from coverpop.tracks.csv_url import fetch_csv_url
 
-    with tempfile.TemporaryDirectory(prefix="coverpop-csv-") as tmp:
-        local = fetch_csv_url(path, Path(tmp) / "tracks.csv", sha256=want)
-        df = read_tracks(local)
+    # The download's temp folder carries our pid: a run killed mid-download leaves it behind,
+    # and the next run removes it (only when its owner is gone).
+    with owned_tempdir("coverpop-csv") as tmp:
+        local = fetch_csv_url(path, tmp / "tracks.csv", sha256=want)
+        df = read_tracks(local, name=path, duplicates=DUPLICATES)   # errors name the URL
     return df
 
 
@@ -70,7 +77,7 @@ def _kaggle(p: dict) -> pd.DataFrame:
     from coverpop.tracks.kaggle import DEFAULT_FILE, DEFAULT_HANDLE, fetch_kaggle_csv
 
     handle, file = p.get("handle") or DEFAULT_HANDLE, p.get("file") or DEFAULT_FILE
-    with tempfile.TemporaryDirectory(prefix="coverpop-kaggle-") as tmp:
-        local = fetch_kaggle_csv(handle, Path(tmp) / file, file=file)
-        df = read_tracks(local)
+    with owned_tempdir("coverpop-kaggle") as tmp:
+        local = fetch_kaggle_csv(handle, tmp / file, file=file)
+        df = read_tracks(local, name=f"{handle}/{file}", duplicates=DUPLICATES)
     return df
