@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-import yaml
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).parent))
+from conftest import write_params  # noqa: E402
 from fakes.spotify_server import FakeSpotify, make_track_ids  # noqa: E402
 
 from coverpop.covers.engine import Scraper, read_journal  # noqa: E402
@@ -131,7 +131,7 @@ def stage_dir(tmp_path, ids, **scrape):
               "scrape": {"resolver": "spotify_api", "size": 300, "workers": 4,
                          "min_success": 0.5, "timeout": 2, "retries": 1, "backoff": 0.05,
                          "rate_limit": 0, "max_retry_after": 60, **scrape}}
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    write_params(tmp_path, params)
     pd.DataFrame(rows(ids)).to_csv(tmp_path / "selected.csv", index=False)
     return tmp_path
 

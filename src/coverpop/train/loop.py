@@ -17,18 +17,16 @@ import torch.nn.functional as F
 
 from coverpop.core.errors import CoverpopError
 from coverpop.core.metrics import score
-from coverpop.core.params import one_of
+from coverpop.core.params import check, default
 from coverpop.train import distributed as dist
 from coverpop.train import embeddings
 from coverpop.train.data import (
-    NORMALIZATIONS,
     CoverTensors,
     augment,
     batch_grid,
     resolve_normalization,
 )
 from coverpop.train.models import (
-    OUTPUTS,
     TARGET_SCALE,
     CoverRegressor,
     is_vit_like,
@@ -36,72 +34,60 @@ from coverpop.train.models import (
 )
 from coverpop.train.pretrained import Weights, parse_pretrained, resolve_weights
 
-LOSSES = ("mse", "huber", "l1")
-SCHEDULES = ("cosine", "constant")
 HUBER_DELTA = 0.1  # on the 0–1 scale: errors past 10 popularity points count linearly
 
 
 @dataclass
 class TrainConfig:
+    """The recipe: the top-level params the train stage reads plus the `train:` section.
+    Defaults are params.yaml's (its one home), for configs built by hand in tests and benchmarks;
+    what each field means and allows: core/schema.py, docs/params.md."""
+
     # top-level params (shared with the other stages)
-    model: str = "resnet18"
-    pretrained: object = False
-    image_size: int = 64
-    normalization: str = "imagenet"
-    seed: int = 0
+    model: str = default("model")
+    pretrained: object = default("pretrained")
+    image_size: int = default("image_size")
+    normalization: str = default("normalization")
+    seed: int = default("seed")
     # train: section
-    epochs: int = 5
-    batch_size: int = 64            # global: split across torchrun processes
-    lr: float = 1e-3
-    weight_decay: float = 0.05
-    lr_schedule: str = "cosine"     # cosine | constant, after a linear warmup
-    warmup_epochs: float = 1.0
-    freeze_backbone: bool = False   # train the head only (cached embeddings when augment is off)
-    head_hidden: int = 0            # 0 = linear head, else an MLP with this many hidden units
-    output: str = "sigmoid"         # sigmoid (bounded 0–100) | linear
-    loss: str = "mse"               # mse | huber | l1
-    augment: bool = True            # random resized crop + horizontal flip
-    early_stopping: int = 0         # patience in epochs on val loss; 0 = off
-    overfit_batches: int = 0        # sanity check: train on this many fixed batches only
-    blank_baseline: bool = True     # also train on blank inputs and report it
-    device: str = "auto"            # auto (cuda → mps → cpu) | cpu | cuda | cuda:1 | mps
-    compile: object = False         # false | true | a torch.compile backend name
-    channels_last: object = "auto"  # auto (CNNs yes, ViTs no) | true | false
-    amp: object = "auto"            # bf16 autocast: auto (on CUDA) | true | false
+    epochs: int = default("train.epochs")
+    batch_size: int = default("train.batch_size")
+    lr: float = default("train.lr")
+    weight_decay: float = default("train.weight_decay")
+    lr_schedule: str = default("train.lr_schedule")
+    warmup_epochs: float = default("train.warmup_epochs")
+    freeze_backbone: bool = default("train.freeze_backbone")
+    head_hidden: int = default("train.head_hidden")
+    output: str = default("train.output")
+    loss: str = default("train.loss")
+    augment: bool = default("train.augment")
+    early_stopping: int = default("train.early_stopping")
+    overfit_batches: int = default("train.overfit_batches")
+    blank_baseline: bool = default("train.blank_baseline")
+    device: str = default("train.device")
+    compile: object = default("train.compile")
+    channels_last: object = default("train.channels_last")
+    amp: object = default("train.amp")
     progress: bool = field(default=True, repr=False)
 
     TOP_LEVEL = ("model", "pretrained", "image_size", "normalization", "seed")
 
     @classmethod
     def from_params(cls, params: dict) -> TrainConfig:
-        names = {f.name for f in fields(cls)} - {"progress"}
-        train = dict(params.get("train") or {})
-        unknown = sorted(set(train) - names)
-        if unknown:
-            raise CoverpopError(f"params.yaml: train.{unknown[0]} is not a train param "
-                                f"(known: {', '.join(sorted(names - set(cls.TOP_LEVEL)))})")
         values = {k: params[k] for k in cls.TOP_LEVEL if k in params}
-        values.update(train)
-        return cls(**values).validated()
+        values.update({f"train.{k}": v for k, v in (params.get("train") or {}).items()})
+        check(values)  # unknown keys too: one line naming the key
+        return cls(**{k.removeprefix("train."): v for k, v in values.items()}).validated()
 
     def validated(self) -> TrainConfig:
-        one_of(self.normalization, NORMALIZATIONS, "normalization")
-        one_of(self.output, OUTPUTS, "train.output")
-        one_of(self.loss, LOSSES, "train.loss")
-        one_of(self.lr_schedule, SCHEDULES, "train.lr_schedule")
+        check({name if name in self.TOP_LEVEL else f"train.{name}": getattr(self, name)
+               for name in self.param_names()})
         self.pretrained = parse_pretrained(self.pretrained)
-        for name in ("image_size", "epochs", "batch_size"):
-            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
-                raise CoverpopError(f"params.yaml: {name}={getattr(self, name)!r} must be a "
-                                    f"positive integer")
-        for name in ("early_stopping", "overfit_batches", "head_hidden"):
-            if not isinstance(getattr(self, name), int) or getattr(self, name) < 0:
-                raise CoverpopError(f"params.yaml: train.{name}={getattr(self, name)!r} must be "
-                                    f"0 or a positive integer")
-        if self.lr <= 0 or self.warmup_epochs < 0 or self.weight_decay < 0:
-            raise CoverpopError("params.yaml: train.lr must be > 0, warmup_epochs and "
-                                "weight_decay >= 0")
         return self
+
+    @classmethod
+    def param_names(cls) -> list[str]:
+        return [f.name for f in fields(cls) if f.name != "progress"]
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -123,12 +109,9 @@ def resolve_device(name: str = "auto") -> torch.device:
     return device
 
 
-def _flag(value, auto: bool, name: str) -> bool:
-    if value == "auto":
-        return auto
-    if isinstance(value, bool):
-        return value
-    raise CoverpopError(f"params.yaml: train.{name}={value!r} must be auto, true or false")
+def _flag(value, auto: bool) -> bool:
+    """An `auto | true | false` param (checked by the schema)."""
+    return auto if value == "auto" else bool(value)
 
 
 def loss_fn(name: str):
@@ -187,8 +170,8 @@ def fit(cfg: TrainConfig, data: CoverTensors, weights: Weights, mean, std, live=
     train_mean = float(y[data.train_idx].mean())
     model.init_output(train_mean)  # first prediction = train mean; first loss = variance
     model.to(device)
-    channels_last = _flag(cfg.channels_last, not is_vit_like(cfg.model), "channels_last")
-    amp = _flag(cfg.amp, device.type == "cuda", "amp")
+    channels_last = _flag(cfg.channels_last, not is_vit_like(cfg.model))
+    amp = _flag(cfg.amp, device.type == "cuda")
     if channels_last:
         model.to(memory_format=torch.channels_last)
     augment_on = cfg.augment and cfg.overfit_batches == 0
