@@ -141,8 +141,8 @@ def _field(dotted: str) -> FieldInfo | None:
 @cache
 def _adapter(dotted: str) -> TypeAdapter:
     field = _field(dotted)
-    return TypeAdapter(typing.Annotated[field.annotation, *field.metadata],
-                       config=ConfigDict(strict=True))
+    ann = typing.Annotated[field.annotation, *field.metadata] if field.metadata else field.annotation
+    return TypeAdapter(ann, config=ConfigDict(strict=True))
 
 
 def keys(model: type[BaseModel] = Params, prefix: str = "") -> list[str]:
@@ -258,7 +258,7 @@ def markdown(params: dict) -> str:
              "edit core/schema.py or params.yaml instead -->", "",
              "Every key of `params.yaml`, checked when a stage starts: a wrong type or value stops "
              "the stage with one line naming the key, the value and what is allowed. Set one for "
-             "an experiment with `dvc exp run -S key=value` (e.g. `-S train.lr=0.001`).", ""]
+             "an experiment with `dvc exp run -S key=value` (e.g. `-S train.lr=0.001`)."]
     section = None
     for dotted in keys():
         head = dotted.split(".")[0] if "." in dotted else ""
@@ -274,6 +274,8 @@ def markdown(params: dict) -> str:
 
 
 def _inline(value) -> str:
+    if value == "":
+        return '""'
     text = yaml.safe_dump(value, default_flow_style=True, width=1000).strip()
     return text.removesuffix("...").strip()
 
