@@ -74,12 +74,15 @@ class TrainConfig:
 
     @classmethod
     def from_params(cls, params: dict) -> TrainConfig:
-        values = {k: params[k] for k in cls.TOP_LEVEL if k in params}
-        values.update({f"train.{k}": v for k, v in (params.get("train") or {}).items()})
-        check(values)  # unknown keys too: one line naming the key
-        return cls(**{k.removeprefix("train."): v for k, v in values.items()}).validated()
+        """The top-level keys the train stage reads plus the `train:` section."""
+        top = {k: params[k] for k in cls.TOP_LEVEL if k in params}
+        train = dict(params.get("train") or {})
+        names = cls.param_names()
+        check({f"train.{k}": v for k, v in train.items() if k not in names})  # a typo: one line
+        return cls(**top, **train).validated()
 
     def validated(self) -> TrainConfig:
+        """Checked by the params schema, the same check load_params() makes."""
         check({name if name in self.TOP_LEVEL else f"train.{name}": getattr(self, name)
                for name in self.param_names()})
         self.pretrained = parse_pretrained(self.pretrained)
