@@ -67,6 +67,19 @@ def set_params(repo: Path, updates: dict) -> None:
     path.write_text(yaml.safe_dump(params, sort_keys=False))
 
 
+def write_params(folder: Path, params: dict) -> Path:
+    """folder/params.yaml: this checkout's params.yaml with `params` (nested sections) merged over
+    it. Stages need a complete file: the params schema reports a missing key."""
+    def merge(base: dict, new: dict) -> dict:
+        return {**base, **{k: merge(base[k], v) if isinstance(v, dict) and isinstance(base.get(k), dict)
+                           else v for k, v in new.items()}}
+
+    path = Path(folder) / "params.yaml"
+    path.write_text(yaml.safe_dump(merge(yaml.safe_load((ROOT / "params.yaml").read_text()), params),
+                                   sort_keys=False))
+    return path
+
+
 def make_repo_copy(dest: Path, params: dict | None = None) -> Path:
     """A fresh git + DVC repo holding this checkout's tracked files (as in the working tree),
     with tiny params: what a newcomer's clone looks like, minus the wait."""

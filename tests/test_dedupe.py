@@ -2,10 +2,8 @@ import io
 
 import numpy as np
 import pandas as pd
-import pytest
 from PIL import Image
 
-from coverpop.core.errors import CoverpopError
 from coverpop.covers.images import sha256
 from coverpop.split.dedupe import dedupe, near_duplicate_groups, phashes, pick
 
@@ -43,8 +41,6 @@ def test_pick_rules():
     assert pick(df, g, "first").tolist() == [True, False, False, True]
     assert pick(df, g, "median").tolist() == [False, False, True, True]
     assert pick(df, g, "random", seed=1).sum() == 2
-    with pytest.raises(CoverpopError, match="dedupe.representative='best'"):
-        pick(df, g, "best")
 
 
 def test_dedupe_collapses_albums_copies_and_near_copies(tmp_path):

@@ -8,6 +8,7 @@ import threading
 from pathlib import Path
 
 import pytest
+from conftest import write_params
 
 from coverpop.core.errors import CoverpopError
 from coverpop.tracks.kaggle import fetch_kaggle_csv
@@ -78,10 +79,8 @@ def test_handle_must_pin_a_version(tmp_path):
 @pytest.mark.timeout(120)
 def test_fetch_csv_stage_without_network_prints_one_line(dead_end_proxy, tmp_path):
     repo = Path(__file__).resolve().parents[1]
-    (tmp_path / "params.yaml").write_text(
-        "data:\n  source: kaggle\n  kaggle:\n"
-        "    handle: amitanshjoshi/spotify-1million-tracks/versions/1\n"
-        "    file: spotify_data.csv\n")
+    write_params(tmp_path, {"data": {"source": "kaggle", "kaggle": {
+        "handle": "amitanshjoshi/spotify-1million-tracks/versions/1", "file": "spotify_data.csv"}}})
     proc = subprocess.run([sys.executable, str(repo / "stages" / "fetch_csv.py"), "tracks.csv"],
                           cwd=tmp_path, capture_output=True, text=True, timeout=100,
                           env={**os.environ, "PYTHONPATH": str(repo / "src")})

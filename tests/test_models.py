@@ -15,11 +15,9 @@ def test_first_prediction_is_the_train_mean(output, head_hidden):
     assert torch.allclose(model(x), torch.full((4,), 0.27), atol=1e-5)
 
 
-def test_unknown_model_and_output_are_one_line_errors():
+def test_unknown_model_is_a_one_line_error():  # train.output and the like: tests/test_params.py
     with pytest.raises(CoverpopError, match="model='resnet-18' is not a timm model name"):
         CoverRegressor("resnet-18", 32, [0] * 3, [1] * 3)
-    with pytest.raises(CoverpopError, match="train.output='tanh'"):
-        CoverRegressor("resnet10t", 32, [0] * 3, [1] * 3, output="tanh")
 
 
 @pytest.mark.parametrize("name", ["mobilenetv3_small_050", "vit_tiny_patch16_224"])

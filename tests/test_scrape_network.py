@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-import yaml
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).parent))
+from conftest import write_params  # noqa: E402
 from fakes.spotify_server import FakeSpotify, make_track_ids  # noqa: E402
 
 from coverpop.covers.engine import Scraper  # noqa: E402
@@ -136,7 +136,7 @@ def stage_dir(tmp_path, ids, **scrape):
                          "min_success": 0.5, "timeout": 2, "retries": 1, "backoff": 0.05,
                          "rate_limit": 0, "max_retry_after": 60, "min_source_px": 64,
                          "max_aspect": 2.0, "retry_failed": False, **scrape}}
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    write_params(tmp_path, params)
     pd.DataFrame(rows(ids)).to_csv(tmp_path / "selected.csv", index=False)
     return tmp_path
 

@@ -42,10 +42,6 @@ def test_filters(table):
     assert sel["year"].between(2010, 2012).all() and (sel["genre"] == "jazz").all()
 
 
-def test_bad_params(table):
-    with pytest.raises(CoverpopError, match="select.strategy='best'"):
-        select_tracks(table, 10, "best")
-    with pytest.raises(CoverpopError, match="select.n=0"):
-        select_tracks(table, 0)
+def test_filters_that_leave_nothing(table):  # bad param values: tests/test_params.py
     with pytest.raises(CoverpopError, match="leave no tracks"):
         select_tracks(table, 10, genres=["polka"])

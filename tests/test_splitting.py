@@ -35,10 +35,6 @@ def test_seeded(covers):
     assert not split(covers, seed=1).equals(split(covers, seed=2))
 
 
-def test_bad_params(covers):
-    with pytest.raises(CoverpopError, match="split.group_by='label'"):
-        split(covers, "label")
-    with pytest.raises(CoverpopError, match="val \\+ test < 1"):
-        split(covers, "album", 0.6, 0.5)
+def test_too_few_covers(covers):  # bad param values: tests/test_params.py
     with pytest.raises(CoverpopError, match="too few to split"):
         split(covers.head(5))

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-import yaml
+from conftest import write_params
 from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
@@ -38,7 +38,7 @@ def make_workspace(root: Path, n: int = 32, size: int = 40, **params) -> Path:
             "seed": 0, **top,
             "train": {"epochs": 2, "batch_size": 8, "augment": False, "warmup_epochs": 0,
                       "blank_baseline": True, **params}}
-    (root / "params.yaml").write_text(yaml.safe_dump(base))
+    write_params(root, base)
     return root
 
 

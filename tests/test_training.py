@@ -68,7 +68,7 @@ def test_from_params_reads_top_level_and_train_section():
     ({"lr_schedule": "step"}, "train.lr_schedule='step'"),
     ({"batch_size": 0}, "batch_size=0 must be a positive integer"),
     ({"early_stopping": -1}, "train.early_stopping=-1"),
-    ({"lr": 0}, "train.lr must be > 0"),
+    ({"lr": 0}, "train.lr=0 must be a number > 0"),
 ])
 def test_bad_params_are_one_line_errors(train, match):
     with pytest.raises(CoverpopError, match=match):

@@ -1,19 +1,34 @@
-"""Resolvers: for each track, where its cover is and its bytes. The engine does the rest."""
+"""Resolvers: for each track, where its cover is and its bytes. The engine does the rest.
+
+One registry keyed by `scrape.resolver`. A new resolver is a class with `name`, `resolve(row)`
+and `fetch(ref)` (the Resolver protocol in covers/types.py) plus a factory registered with
+`@resolver("<name>")`; `auto` picks the resolver named like `data.source` when there is one.
+"""
 
 import hashlib
 import os
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
 
 from coverpop.core.errors import CoverpopError
-from coverpop.core.params import one_of
-from coverpop.covers.types import CoverError, CoverRef
+from coverpop.covers.types import CoverError, CoverRef, Resolver
 from coverpop.tracks import demo
 from coverpop.tracks.sources import local_images_dir
 
-RESOLVERS = ("auto", "demo", "local", "spotify_api", "oembed", "url")
+# name -> factory(tracks, data_params, scrape_params, environ) -> Resolver
+Factory = Callable[[pd.DataFrame, dict, dict, dict], Resolver]
+RESOLVERS: dict[str, Factory] = {}
+
+
+def resolver(name: str):
+    """Register a resolver factory as `scrape.resolver: name`."""
+    def register(factory: Factory) -> Factory:
+        RESOLVERS[name] = factory
+        return factory
+    return register
 
 
 class DemoResolver:
@@ -67,37 +82,53 @@ class LocalResolver:
             raise CoverError("unreadable_file", f"{ref.url}: {err.strerror}") from None
 
 
+# The network resolvers are imported when chosen: spotipy and requests cost start-up time.
+
+@resolver("demo")
+def _demo(tracks, data_params, scrape_params, environ):
+    return DemoResolver(tracks)
+
+
+@resolver("local")
+def _local(tracks, data_params, scrape_params, environ):
+    return LocalResolver(local_images_dir(data_params["local"]))
+
+
+@resolver("url")
+def _url(tracks, data_params, scrape_params, environ):
+    from coverpop.covers.url_column import UrlResolver
+    column = scrape_params["url_column"]
+    if column not in tracks.columns:
+        raise CoverpopError(f"params.yaml: scrape.url_column={column!r} is not a column of the "
+                            f"tracks table (has: {', '.join(tracks.columns)})")
+    return UrlResolver.from_params(scrape_params, environ)
+
+
+@resolver("oembed")
+def _oembed(tracks, data_params, scrape_params, environ):
+    from coverpop.covers.oembed import OEmbedResolver
+    return OEmbedResolver.from_params(scrape_params, environ)
+
+
+@resolver("spotify_api")
+def _spotify_api(tracks, data_params, scrape_params, environ):
+    from coverpop.covers.spotify import SpotifyApiResolver
+    return SpotifyApiResolver.from_params(scrape_params, environ)
+
+
 def auto_resolver(source: str, environ=os.environ) -> str:
-    """`auto`: demo renders, local reads the user's folder; a Kaggle-schema table goes to the
-    Spotify API when credentials are in the environment, else to oEmbed (no credentials)."""
-    if source in ("demo", "local"):
+    """`auto`: the resolver named like the source when there is one (demo renders, local reads
+    the user's folder); a Kaggle-schema table goes to the Spotify API when credentials are in
+    the environment, else to oEmbed (no credentials)."""
+    if source in RESOLVERS:
         return source
-    if source in ("kaggle", "csv"):
-        has_keys = environ.get("SPOTIPY_CLIENT_ID") and environ.get("SPOTIPY_CLIENT_SECRET")
-        return "spotify_api" if has_keys else "oembed"
-    raise CoverpopError(f"params.yaml: scrape.resolver=auto has no resolver for "
-                        f"data.source={source!r}; set scrape.resolver")
+    has_keys = environ.get("SPOTIPY_CLIENT_ID") and environ.get("SPOTIPY_CLIENT_SECRET")
+    return "spotify_api" if has_keys else "oembed"
 
 
 def make_resolver(name: str, tracks: pd.DataFrame, data_params: dict,
-                  scrape_params: dict | None = None, environ=os.environ):
-    one_of(name, RESOLVERS, "scrape.resolver")
+                  scrape_params: dict | None = None, environ=os.environ) -> Resolver:
+    """`scrape.resolver` (checked by the params schema) -> a ready resolver."""
     if name == "auto":
-        name = auto_resolver(data_params.get("source"), environ)
-    scrape_params = scrape_params or {}
-    if name == "demo":
-        return DemoResolver(tracks)
-    if name == "local":
-        return LocalResolver(local_images_dir(data_params))
-    if name == "url":
-        from coverpop.covers.url_column import UrlResolver
-        column = scrape_params.get("url_column", "image_url")
-        if column not in tracks.columns:
-            raise CoverpopError(f"params.yaml: scrape.url_column={column!r} is not a column of the "
-                                f"tracks table (has: {', '.join(tracks.columns)})")
-        return UrlResolver.from_params(scrape_params, environ)
-    if name == "oembed":
-        from coverpop.covers.oembed import OEmbedResolver
-        return OEmbedResolver.from_params(scrape_params, environ)
-    from coverpop.covers.spotify import SpotifyApiResolver
-    return SpotifyApiResolver.from_params(scrape_params, environ)
+        name = auto_resolver(data_params["source"], environ)
+    return RESOLVERS[name](tracks, data_params, scrape_params or {}, environ)

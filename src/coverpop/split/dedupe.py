@@ -8,16 +8,12 @@ from PIL import Image
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
-from coverpop.core.params import one_of
-
-REPRESENTATIVES = ("max", "median", "first", "random")
 REASONS = ("same_album", "exact_duplicate", "near_duplicate")
 
 
 def pick(df: pd.DataFrame, group: pd.Series, rule: str, seed: int = 0) -> pd.Series:
     """A boolean mask keeping one row per group: the most popular (max), the median one,
     the first listed, or a seeded random one."""
-    one_of(rule, REPRESENTATIVES, "dedupe.representative")
     order = pd.Series(np.arange(len(df)), index=df.index)
     if rule == "first":
         key = order

@@ -5,10 +5,7 @@ import pandas as pd
 from sklearn.model_selection import StratifiedGroupKFold
 
 from coverpop.core.errors import CoverpopError
-from coverpop.core.params import one_of
 from coverpop.tracks.selection import popularity_bins
-
-GROUP_BY = ("album", "artist")
 
 
 def _carve(y: np.ndarray, groups: np.ndarray, frac: float, seed: int) -> np.ndarray:
@@ -23,10 +20,8 @@ def _carve(y: np.ndarray, groups: np.ndarray, frac: float, seed: int) -> np.ndar
 
 def split(df: pd.DataFrame, group_by: str = "album", val: float = 0.15, test: float = 0.15,
           seed: int = 0, n_bins: int = 5) -> pd.Series:
-    one_of(group_by, GROUP_BY, "split.group_by")
-    if not (0 < val < 1 and 0 < test < 1 and val + test < 1):
-        raise CoverpopError(f"params.yaml: split.val={val} and split.test={test} must be "
-                            f"fractions with val + test < 1")
+    """Labels train/val/test; group_by (album | artist), val and test as checked by the params
+    schema."""
     if len(df) < 10:
         raise CoverpopError(f"only {len(df)} covers left after dedupe: too few to split")
     column = "album_id" if group_by == "album" else "artist_name"

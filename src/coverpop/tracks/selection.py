@@ -4,9 +4,6 @@ import numpy as np
 import pandas as pd
 
 from coverpop.core.errors import CoverpopError
-from coverpop.core.params import one_of
-
-STRATEGIES = ("random", "stratified", "balanced")
 
 
 def popularity_bins(popularity: pd.Series, n_bins: int) -> pd.Series:
@@ -19,12 +16,7 @@ def select_tracks(df: pd.DataFrame, n: int, strategy: str = "random", seed: int 
                   n_bins: int = 10) -> pd.DataFrame:
     """N rows of df. `stratified` keeps each popularity bin's share; `balanced` takes equal
     counts per bin (then fills from the rest), so rare high-popularity tracks are not drowned."""
-    one_of(strategy, STRATEGIES, "select.strategy")
-    if n <= 0:
-        raise CoverpopError(f"params.yaml: select.n={n} must be positive")
-    if years:
-        if len(years) != 2:
-            raise CoverpopError(f"params.yaml: select.years={years} must be [first, last]")
+    if years:  # [first, last]: the params schema checked n, strategy and years
         df = df[df["year"].between(years[0], years[1])]
     if genres:
         df = df[df["genre"].isin(genres)]

