@@ -7,15 +7,19 @@ import sys
 import threading
 import time
 from functools import partial
-from http.server import BaseHTTPRequestHandler, SimpleHTTPRequestHandler, ThreadingHTTPServer
+from http.server import (
+    BaseHTTPRequestHandler,
+    SimpleHTTPRequestHandler,
+    ThreadingHTTPServer,
+)
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
-import yaml
 
 sys.path.insert(0, str(Path(__file__).parent))
+from conftest import write_params  # noqa: E402
 from fakes.kaggle_csv import kaggle_like_csv  # noqa: E402
 
 from coverpop.core.errors import CoverpopError  # noqa: E402
@@ -141,8 +145,8 @@ def test_temp_dir_of_a_download_killed_midway_is_cleaned_by_the_next_run(tmp_pat
     tmp = tmp_path / "tmp"
     tmp.mkdir()
     env = {**os.environ, "TMPDIR": str(tmp), "PYTHONPATH": str(REPO / "src")}
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(
-        {"data": {"source": "csv", "csv": {"path": slow_server + "/tracks.csv", "sha256": ""}}}))
+    write_params(tmp_path, {"data": {"source": "csv",
+                                     "csv": {"path": slow_server + "/tracks.csv", "sha256": ""}}})
     proc = _stage(tmp_path, env, wait=False)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and not list(tmp.glob(f"coverpop-csv-{proc.pid}-*/.*.tmp")):
@@ -154,8 +158,7 @@ def test_temp_dir_of_a_download_killed_midway_is_cleaned_by_the_next_run(tmp_pat
     alive = tmp / f"coverpop-csv-{os.getpid()}-abcd"                   # a live process's
     alive.mkdir()
     url, sha, _ = served_csv
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(
-        {"data": {"source": "csv", "csv": {"path": url, "sha256": sha}}}))
+    write_params(tmp_path, {"data": {"source": "csv", "csv": {"path": url, "sha256": sha}}})
     done = _stage(tmp_path, env)
     assert done.returncode == 0, done.stderr
     assert list(tmp.glob("coverpop-csv-*")) == [alive]
@@ -167,8 +170,7 @@ def test_kaggle_schema_csv_with_repeated_ids_is_deduplicated_and_counted(tmp_pat
     twin = df.iloc[[3]].assign(genre="other-genre")            # same track under another genre
     df = pd.concat([df, df.iloc[[1, 2]], twin], ignore_index=True)
     df.to_csv(tmp_path / "k.csv", lineterminator="\n")
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(
-        {"data": {"source": "csv", "csv": {"path": str(tmp_path / "k.csv"), "sha256": ""}}}))
+    write_params(tmp_path, {"data": {"source": "csv", "csv": {"path": str(tmp_path / "k.csv"), "sha256": ""}}})
     proc = _stage(tmp_path, {**os.environ, "PYTHONPATH": str(REPO / "src")})
     assert proc.returncode == 0, proc.stderr
     assert ("fetch_csv: dropped 3 rows with a repeated track_id: 2 identical to an earlier row, "
