@@ -16,15 +16,17 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).parent))
 from fakes.spotify_server import FakeSpotify, make_track_ids  # noqa: E402
+from scrape_params import scrape_params  # noqa: E402
 
 from coverpop.covers.engine import Scraper, read_journal  # noqa: E402
 from coverpop.covers.oembed import OEmbedResolver  # noqa: E402
 from coverpop.covers.resolvers import make_resolver  # noqa: E402
+from coverpop.covers.settings import ScrapeSettings  # noqa: E402
 from coverpop.covers.spotify import SpotifyApiResolver  # noqa: E402
 from coverpop.covers.types import StopScrape  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
-FAST = {"timeout": 0.5, "retries": 1, "backoff": 0.01, "workers": 4, "size": 300}
+FAST = scrape_params(timeout=0.5, retries=1, backoff=0.01, workers=4, size=300)
 
 
 @pytest.fixture
@@ -119,8 +121,9 @@ def test_batch_403_at_engine_level_falls_back_once(fake, tmp_path):
 
 def test_auto_picks_spotify_with_credentials_else_oembed(fake):
     df = pd.DataFrame(rows(make_track_ids(2)))
-    assert make_resolver("auto", df, {"source": "kaggle"}, FAST, environ={}).name == "oembed"
-    assert make_resolver("auto", df, {"source": "csv"}, FAST, environ=fake.env()).name == \
+    auto = ScrapeSettings.from_params({**FAST, "resolver": "auto"}, environ={})
+    assert make_resolver(auto, df, {"source": "kaggle"}, environ={}).name == "oembed"
+    assert make_resolver(auto, df, {"source": "csv"}, environ=fake.env()).name == \
         "spotify_api"
 
 
@@ -128,9 +131,10 @@ def test_auto_picks_spotify_with_credentials_else_oembed(fake):
 
 def stage_dir(tmp_path, ids, **scrape):
     params = {"data": {"source": "kaggle"},
-              "scrape": {"resolver": "spotify_api", "size": 300, "workers": 4,
-                         "min_success": 0.5, "timeout": 2, "retries": 1, "backoff": 0.05,
-                         "rate_limit": 0, "max_retry_after": 60, **scrape}}
+              "scrape": scrape_params(**{"resolver": "spotify_api", "size": 300, "workers": 4,
+                                         "min_success": 0.5, "timeout": 2, "retries": 1,
+                                         "backoff": 0.05, "rate_limit": 0,
+                                         "max_retry_after": 60, **scrape})}
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     pd.DataFrame(rows(ids)).to_csv(tmp_path / "selected.csv", index=False)
     return tmp_path

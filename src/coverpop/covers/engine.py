@@ -18,6 +18,7 @@ from tqdm import tqdm
 
 from coverpop.core.atomic import write_bytes
 from coverpop.core.errors import CoverpopError
+from coverpop.core.redact import redact_text
 from coverpop.covers.images import BadImage, normalize_cover, sha256
 from coverpop.covers.types import CoverError, Resolver
 
@@ -96,8 +97,8 @@ class Scraper:
                     write_bytes(path, data)
             rec.file, rec.width, rec.height = str(path), self.size, self.size
             rec.sha256, rec.status = sha256(data), "ok"
-        except CoverError as err:
-            rec.error, rec.retryable = str(err), err.retryable
+        except CoverError as err:   # redacted: the journal and manifest are pushed to the team
+            rec.error, rec.retryable = redact_text(err), err.retryable
         return rec
 
     def run(self, rows: list[dict], workers: int = DEFAULT_WORKERS,

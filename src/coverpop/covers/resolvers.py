@@ -9,6 +9,7 @@ import pandas as pd
 
 from coverpop.core.errors import CoverpopError
 from coverpop.core.params import one_of
+from coverpop.covers.settings import ScrapeSettings
 from coverpop.covers.types import CoverError, CoverRef
 from coverpop.tracks import demo
 from coverpop.tracks.sources import local_images_dir
@@ -79,25 +80,24 @@ def auto_resolver(source: str, environ=os.environ) -> str:
                         f"data.source={source!r}; set scrape.resolver")
 
 
-def make_resolver(name: str, tracks: pd.DataFrame, data_params: dict,
-                  scrape_params: dict | None = None, environ=os.environ):
-    one_of(name, RESOLVERS, "scrape.resolver")
+def make_resolver(settings: ScrapeSettings, tracks: pd.DataFrame, data_params: dict,
+                  environ=os.environ):
+    """The resolver `settings.resolver` names (`auto` resolved against data.source)."""
+    name = one_of(settings.resolver, RESOLVERS, "scrape.resolver")
     if name == "auto":
         name = auto_resolver(data_params.get("source"), environ)
-    scrape_params = scrape_params or {}
     if name == "demo":
         return DemoResolver(tracks)
     if name == "local":
         return LocalResolver(local_images_dir(data_params))
     if name == "url":
         from coverpop.covers.url_column import UrlResolver
-        column = scrape_params.get("url_column", "image_url")
-        if column not in tracks.columns:
-            raise CoverpopError(f"params.yaml: scrape.url_column={column!r} is not a column of the "
-                                f"tracks table (has: {', '.join(tracks.columns)})")
-        return UrlResolver.from_params(scrape_params, environ)
+        if settings.url_column not in tracks.columns:
+            raise CoverpopError(f"params.yaml: scrape.url_column={settings.url_column!r} is not a "
+                                f"column of the tracks table (has: {', '.join(tracks.columns)})")
+        return UrlResolver.from_settings(settings, environ)
     if name == "oembed":
         from coverpop.covers.oembed import OEmbedResolver
-        return OEmbedResolver.from_params(scrape_params, environ)
+        return OEmbedResolver.from_settings(settings, environ)
     from coverpop.covers.spotify import SpotifyApiResolver
-    return SpotifyApiResolver.from_params(scrape_params, environ)
+    return SpotifyApiResolver.from_settings(settings, environ)
