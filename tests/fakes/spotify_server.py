@@ -388,8 +388,8 @@ class _Handler(BaseHTTPRequestHandler):
             return self._send(302, b"", "text/plain", {"Location": self.path})
         if kind == "redirect_chain":   # a new URL every time: never a loop, never an end
             n = int(parse_qs(urlsplit(self.path).query).get("hop", ["0"])[0]) + 1
-            sep = "&" if "?" in self.path else "?"
             base = re.sub(r"[?&]hop=\d+", "", self.path)
+            sep = "&" if "?" in base else "?"
             return self._send(302, b"", "text/plain", {"Location": f"{base}{sep}hop={n}"})
         if kind == "redirect_file":
             return self._send(302, b"", "text/plain", {"Location": "file:///etc/passwd"})
@@ -543,7 +543,8 @@ class _Handler(BaseHTTPRequestHandler):
             if fault in ("429", "quota", "500", "502", "503", "slow"):
                 self._metadata_fault_response(fault, api=True)
                 return
-            tracks.append(None if fault == "404" else fake.track_json(tid, fault != "no_images"))
+            track = None if fault == "404" else fake.track_json(tid, fault != "no_images")
+            tracks.append(fake._shapes[tid](track) if fault == "shape" else track)
         self._json(200, {"tracks": tracks})
 
     def _oembed(self, url: str) -> None:

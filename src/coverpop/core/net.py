@@ -148,23 +148,30 @@ def abort_all(owner: object = None) -> None:
 
 # ---- connections that report their sockets to the current guard ---------------------------------
 class _Guarded:
+    def _admit(self, sock) -> None:
+        """Register `sock` with this thread's guard, after the guard's peer check (if any)."""
+        guard = getattr(_local, "guard", None)
+        if guard is None or sock is None:
+            return
+        if guard.check_peer is not None and not self.proxy:   # behind a proxy, it decides
+            guard.check_peer(sock.getpeername()[0])
+        guard.attach(sock)
+
     def _new_conn(self):
         sock = super()._new_conn()
-        guard = getattr(_local, "guard", None)
-        if guard is not None:
-            if guard.check_peer is not None and not self.proxy:   # behind a proxy, it decides
-                try:
-                    guard.check_peer(sock.getpeername()[0])
-                except BaseException:
-                    sock.close()
-                    raise
-            guard.attach(sock)
+        try:
+            self._admit(sock)
+        except BaseException:
+            sock.close()
+            raise
         return sock
 
     def request(self, *args, **kwargs):
-        guard = getattr(_local, "guard", None)
-        if guard is not None and self.sock is not None:   # a reused or TLS-wrapped socket
-            guard.attach(self.sock)
+        try:
+            self._admit(self.sock)            # a reused or TLS-wrapped socket
+        except BaseException:
+            self.close()
+            raise
         return super().request(*args, **kwargs)
 
     def getresponse(self, *args, **kwargs):
@@ -238,19 +245,22 @@ def describe(err: BaseException, where: str, *, body_started: bool) -> tuple[str
     def has(*types) -> bool:
         return any(issubclass(k, types) for k in kinds)
 
-    if has(requests.exceptions.SSLError, urllib3.exceptions.SSLError) or any(
-            k.__module__ == "ssl" for k in kinds):
-        return "tls", f"TLS with {where} failed"
-    if has(requests.Timeout, urllib3.exceptions.TimeoutError, TimeoutError, socket.timeout):
-        return "timeout", f"{where} did not answer in time"
-    if body_started:
-        return "truncated", f"the answer from {where} was cut short"
+    # NewConnectionError subclasses ConnectTimeoutError in urllib3: look for it before timeouts.
     if has(urllib3.exceptions.NameResolutionError, socket.gaierror):
         return "connection", f"cannot connect to {where} (host name not found)"
     if has(ConnectionRefusedError):
         return "connection", f"cannot connect to {where} (connection refused)"
-    if has(urllib3.exceptions.NewConnectionError, urllib3.exceptions.ConnectTimeoutError):
+    if has(urllib3.exceptions.NewConnectionError):
         return "connection", f"cannot connect to {where}"
+    if has(requests.exceptions.SSLError, urllib3.exceptions.SSLError) or any(
+            k.__module__ == "ssl" for k in kinds):
+        return "tls", f"TLS with {where} failed"
+    if has(urllib3.exceptions.ConnectTimeoutError, requests.exceptions.ConnectTimeout):
+        return "timeout", f"cannot connect to {where} in time"
+    if has(requests.Timeout, urllib3.exceptions.TimeoutError, TimeoutError, socket.timeout):
+        return "timeout", f"{where} did not answer in time"
+    if body_started:
+        return "truncated", f"the answer from {where} was cut short"
     if has(requests.exceptions.InvalidURL, requests.exceptions.InvalidSchema,
            requests.exceptions.MissingSchema, urllib3.exceptions.LocationParseError):
         return "bad_url", f"{where} is not a usable http(s) URL"
