@@ -116,6 +116,8 @@ class FakeSpotify:
         self._token_faults: list = []         # [kind, skip, times]
         self._revoke_after: int | None = None
         self._api_requests = 0
+        self.files: dict[str, bytes] = {}      # /files/<name>: plain downloads (a tracks CSV)
+        self.file_faults: dict[str, str] = {}  # name -> a HOSTILE fault, every time
         self.client_id, self.client_secret = client_id, client_secret
         self.counts: Counter = Counter()       # per endpoint: token, track, batch, oembed, image
         self.track_hits: Counter = Counter()   # metadata requests per track id
@@ -496,6 +498,8 @@ class _Handler(BaseHTTPRequestHandler):
         path, query = parts.path, parse_qs(parts.query)
         if path.startswith("/image/"):
             return self._image(path[len("/image/"):])
+        if path.startswith("/files/"):
+            return self._file(path[len("/files/"):])
         if path == "/oembed":
             return self._oembed(query.get("url", [""])[0])
         if path.startswith("/v1/"):
@@ -570,6 +574,15 @@ class _Handler(BaseHTTPRequestHandler):
         if fault == "shape":
             body = fake._shapes[track_id](body)
         self._json(200, body)
+
+    def _file(self, name: str) -> None:
+        self._count("file")
+        fake = self.server_fake
+        if name not in fake.files:
+            return self._send(404, b"Not Found", "text/plain")
+        if name in fake.file_faults:
+            return self._hostile(fake.file_faults[name], fake.files[name], "text/csv")
+        self._send(200, fake.files[name], "text/csv")
 
     def _record_basic_auth(self) -> None:
         auth = self.headers.get("Authorization", "")

@@ -26,7 +26,13 @@ from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
+from coverpop.core.redact import redact_library_logs
+
 USER_AGENT = "coverpop/0.1 (python-requests)"
+
+# urllib3 logs each request line (path and query) at DEBUG: never a signature or token there.
+redact_library_logs("urllib3.connectionpool", "urllib3.connection", "urllib3.response",
+                    "requests")
 
 _local = threading.local()
 

@@ -8,6 +8,7 @@ recorded (manifest, journal) or printed (errors, logs): the outputs are pushed t
 
 from __future__ import annotations
 
+import logging
 import re
 from urllib.parse import unquote, urlsplit, urlunsplit
 
@@ -21,6 +22,7 @@ _SECRET_KEY = re.compile(
 _URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s\"<>]+")
 _TRAILING = ").,;:'\"]}>"
 _HEADER_SECRET = re.compile(r"\b(Basic|Bearer)\s+[A-Za-z0-9._~+/=-]{6,}", re.IGNORECASE)
+_QUERY_PAIR = re.compile(r"(?<=[?&])([^=&\s#\"'<>]+)=([^&\s#\"'<>]+)")  # a bare "/path?k=v" too
 
 
 def _redact_pairs(text: str) -> str:
@@ -53,11 +55,33 @@ def has_secret(url: str) -> bool:
     return redact_url(url) != str(url)
 
 
-def redact_text(text: str) -> str:
-    """Every URL in `text` redacted, and Basic/Bearer credentials masked."""
+def redact_text(text) -> str:
+    """Every URL in `text` redacted (and every bare `?key=value` query), Basic/Bearer values
+    masked."""
     def one(m: re.Match) -> str:
         url = m.group(0)
         tail = len(url) - len(url.rstrip(_TRAILING))
         return redact_url(url[:len(url) - tail]) + url[len(url) - tail:]
 
-    return _HEADER_SECRET.sub(rf"\1 {MASK}", _URL.sub(one, str(text)))
+    def pair(m: re.Match) -> str:
+        return f"{m.group(1)}={MASK}" if _SECRET_KEY.search(unquote(m.group(1))) else m.group(0)
+
+    text = _URL.sub(one, str(text))
+    return _HEADER_SECRET.sub(rf"\1 {MASK}", _QUERY_PAIR.sub(pair, text))
+
+
+class RedactingFilter(logging.Filter):
+    """A logging filter that redacts the formatted message (urllib3 logs request lines with
+    their query strings at DEBUG)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg, record.args = redact_text(record.getMessage()), None
+        return True
+
+
+def redact_library_logs(*names: str) -> None:
+    """Attach RedactingFilter to these loggers (logger filters are not inherited: name each)."""
+    for name in names:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, RedactingFilter) for f in logger.filters):
+            logger.addFilter(RedactingFilter())
