@@ -55,8 +55,10 @@ class ScrapeSettings:
                     return value
                 if kind in (int, float) and isinstance(value, bool):
                     raise ValueError
-                return kind(value)
-            except (TypeError, ValueError):
+                if kind is int and float(value) != int(float(value)):
+                    raise ValueError                      # 2.5 workers is not 2 workers
+                return kind(float(value)) if kind is int else kind(value)
+            except (TypeError, ValueError, OverflowError):
                 raise CoverpopError(f"params.yaml: scrape.{key}={value!r} is not "
                                     f"{'a number' if kind in (int, float) else kind.__name__}"
                                     ) from None
