@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import math
 import socket
 import threading
 import time
@@ -94,13 +95,15 @@ class Watchdog:
 
     def add(self, guard: Guard) -> None:
         with self._cond:
+            earliest = self._heap[0][0] if self._heap else math.inf
             heapq.heappush(self._heap, (guard.deadline, next(self._ids), guard))
             self._active.add(guard)
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, daemon=True,
                                                 name="coverpop-deadlines")
                 self._thread.start()
-            self._cond.notify()
+            if guard.deadline < earliest:   # else the thread wakes early enough anyway: a wake
+                self._cond.notify()         # per request costs a thread switch
 
     def remove(self, guard: Guard) -> None:
         guard.finish()

@@ -154,6 +154,7 @@ class HttpClient:
                  pool_size: int = 16):
         self.timeout, self.max_bytes, self.hosts = timeout, max_bytes, hosts
         self.session = net.make_session(pool_size)
+        self._environment: dict[str, dict] = {}   # origin -> proxies/verify from the environment
 
     def abort(self) -> None:
         """Cut every request of this client in flight (a stop, Ctrl-C): they fail at once."""
@@ -192,8 +193,8 @@ class HttpClient:
             left = guard.remaining()
             if left <= 0:
                 raise self._late(where)
-            settings = self.session.merge_environment_settings(prep.url, {}, True, None, None)
-            resp = self.session.send(prep, allow_redirects=False, timeout=(left, left), **settings)
+            resp = self.session.send(prep, allow_redirects=False, timeout=(left, left),
+                                     **self._environment_for(prep.url))
             target = self.session.get_redirect_target(resp) if resp.is_redirect else None
             if target is None:
                 return Answer(resp.status_code, resp.headers, self._body(resp, where, guard),
@@ -210,6 +211,16 @@ class HttpClient:
             seen.add(nxt)
             prep = self._next_hop(prep, resp, nxt)
         raise AssertionError("unreachable")
+
+    def _environment_for(self, url: str) -> dict:
+        """Proxies and CA bundle from the environment, as requests would find them (looked up
+        once per origin: scanning the environment per request costs more than the request)."""
+        parts = urlsplit(url)
+        origin = f"{parts.scheme}://{parts.netloc}"
+        if origin not in self._environment:
+            self._environment[origin] = self.session.merge_environment_settings(
+                origin + "/", {}, True, None, None)
+        return self._environment[origin]
 
     def _peer_check(self, url: str, image: bool) -> Callable[[str], None] | None:
         if not image or self.hosts is None:
