@@ -338,7 +338,7 @@ def test_a_gzip_bomb_stops_at_the_cap_without_inflating(fake, ids, endpoint):
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
-    assert err.reason == "too_large" and not err.retryable
+    assert err.reason == "too_large" and err.retryable     # depends on the cap: asked again later
     assert "scrape.max_bytes=1,000,000" in str(err) and "after decompression" in str(err)
     assert peak < 8_000_000                          # the cap plus a chunk, not 200 MB
 
@@ -357,7 +357,7 @@ def test_covers_only_come_from_allowed_hosts(fake, ids):
     env = {**fake.env(), "COVERPOP_ALLOWED_HOSTS": ""}      # params.yaml's list: Spotify's CDN
     r = SpotifyApiResolver.from_params(FAST, environ=env)
     err = reason_of(lambda: r.fetch(r.resolve({"track_id": ids[0]})))
-    assert err.reason == "host_not_allowed" and not err.retryable
+    assert err.reason == "host_not_allowed" and err.retryable   # the list may change
     assert fake.counts["image"] == 0
 
 

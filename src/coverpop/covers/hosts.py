@@ -34,11 +34,15 @@ def refuse_private(ip: str) -> None:
     if not is_public(ip):
         raise CoverError("private_address",
                          f"refused to fetch from {ip}, a private or loopback address (name the "
-                         "host exactly in scrape.allowed_hosts to allow it)")
+                         "host exactly in scrape.allowed_hosts to allow it)", retryable=True)
 
 
 def host_of(url: str) -> str:
     return (urlsplit(url).hostname or "").rstrip(".").lower()
+
+
+# host_not_allowed and private_address depend on scrape.allowed_hosts, not on the track: they are
+# marked retryable so that a later run, with the list changed, asks again (the check is free).
 
 
 class HostPolicy:
@@ -66,4 +70,4 @@ class HostPolicy:
             return True
         raise CoverError("host_not_allowed",
                          f"{host} is not in scrape.allowed_hosts (add it for a mirror, or '*' for "
-                         "any public host)")
+                         "any public host)", retryable=True)

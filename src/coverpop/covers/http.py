@@ -250,7 +250,7 @@ class HttpClient:
         if declared > self.max_bytes:
             resp.close()
             raise CoverError("too_large", f"{where} announces {declared:,} bytes, more than "
-                                          f"scrape.max_bytes={self.max_bytes:,}")
+                                          f"scrape.max_bytes={self.max_bytes:,}", retryable=True)
         parts, size = [], 0
         try:
             while True:
@@ -260,7 +260,8 @@ class HttpClient:
                 size += len(chunk)
                 if size > self.max_bytes:
                     raise CoverError("too_large", f"{where} sent more than scrape.max_bytes="
-                                                  f"{self.max_bytes:,} bytes (after decompression)")
+                                                  f"{self.max_bytes:,} bytes (after decompression)",
+                                     retryable=True)   # a later run with a larger cap asks again
                 parts.append(chunk)
         except (CoverError, Transient):
             raise
