@@ -401,3 +401,39 @@ def test_host_policy_rules():
     for ip in ("127.0.0.1", "10.1.2.3", "192.168.0.1", "169.254.169.254", "::1", "fd00::1",
                "::ffff:127.0.0.1", "100.64.0.1", "0.0.0.0", "224.0.0.1"):
         assert not is_public(ip), ip
+
+
+# ---- answers that are not valid HTTP at all ---------------------------------------------------------
+RAW = {   # case: (what the server sends, the reason recorded)
+    "negative length": (b"HTTP/1.1 200 OK\r\nContent-Length: -5\r\n\r\n{}", "bad_response"),
+    "two lengths": (b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 9\r\n\r\n{}",
+                    "bad_response"),
+    "garbage status": (b"HTTP/1.1 abc OK\r\n\r\n", "bad_response"),
+    "not http": (b"SSH-2.0-OpenSSH_9.6\r\n", "bad_response"),
+    "nothing": (b"", "connection"),
+    "endless header line": (b"HTTP/1.1 200 OK\r\nX: " + b"a" * 70000 + b"\r\n\r\n",
+                            "bad_response"),
+    "too many headers": (b"HTTP/1.1 200 OK\r\n" + b"X: y\r\n" * 200 + b"\r\n", "bad_response"),
+    "bad chunking": (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n{}\r\n0\r\n\r\n",
+                     "truncated"),
+    "odd redirect": (b"HTTP/1.1 302 Found\r\nLocation: http://[::1\r\nContent-Length: 0\r\n\r\n",
+                     "bad_response"),
+    "unicode redirect": ("HTTP/1.1 302 Found\r\nLocation: /v1/tr\u00e4cks/\u2603 x\r\n"
+                         "Content-Length: 0\r\n\r\n".encode("utf-8"), "not_found"),
+    "bad gzip": (b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: 4\r\n\r\nnope",
+                 "bad_response"),
+}
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("case", sorted(RAW))
+def test_an_answer_that_is_not_valid_http_is_a_recorded_failure(fake, tmp_path, case):
+    ids = make_track_ids(4)
+    fake.raw, reason = RAW[case]
+    fake.fault(ids[0], "raw")
+    recs = {r["track_id"]: r for r in Scraper(api(fake), tmp_path).run(
+        [{"track_id": t} for t in ids], workers=2, progress=False)}
+    assert recs[ids[0]]["status"] == "failed"
+    assert recs[ids[0]]["error"].split(":")[0] == reason
+    assert " object at 0x" not in recs[ids[0]]["error"]
+    assert all(recs[t]["status"] == "ok" for t in ids[1:])

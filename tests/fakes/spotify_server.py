@@ -48,7 +48,7 @@ QUOTA_RETRY_AFTER = 48925
 
 # Fault kinds. Metadata faults hit the track endpoint and oEmbed; image faults hit the CDN.
 HOSTILE = {"trickle", "trickle_headers", "cut", "bomb", "huge_declared", "redirect_loop",
-           "redirect_chain", "redirect_file", "html", "520"}
+           "redirect_chain", "redirect_file", "html", "520", "raw"}
 METADATA_FAULTS = {"429", "quota", "500", "502", "503", "slow", "404", "no_images",
                    "bad_gateway", "shape"} | HOSTILE
 IMAGE_FAULTS = {"corrupt_jpeg", "truncated_jpeg", "image_404", "image_500", "image_slow",
@@ -116,6 +116,7 @@ class FakeSpotify:
         self._token_faults: list = []         # [kind, skip, times]
         self._revoke_after: int | None = None
         self._api_requests = 0
+        self.raw = b""                         # what a "raw" fault sends, byte for byte
         self.files: dict[str, bytes] = {}      # /files/<name>: plain downloads (a tracks CSV)
         self.file_faults: dict[str, str] = {}  # name -> a HOSTILE fault, every time
         self.client_id, self.client_secret = client_id, client_secret
@@ -397,6 +398,11 @@ class _Handler(BaseHTTPRequestHandler):
             return self._send(302, b"", "text/plain", {"Location": "file:///etc/passwd"})
         if kind == "html":           # a captive portal answers everything with its login page
             return self._send(200, PORTAL, "text/html; charset=utf-8")
+        if kind == "raw":            # anything at all, as HTTP or not
+            self.close_connection = True
+            self.wfile.write(fake.raw)
+            self.wfile.flush()
+            return None
         if kind == "520":
             return self._send(520, b"<html>Web server is returning an unknown error</html>",
                               "text/html")

@@ -13,6 +13,7 @@ stop (quota, Ctrl-C) does not wait for slow servers.
 from __future__ import annotations
 
 import heapq
+import http.client
 import itertools
 import math
 import socket
@@ -247,7 +248,8 @@ def _chain(err: BaseException) -> Iterator[BaseException]:
 
 def describe(err: BaseException, where: str, *, body_started: bool) -> tuple[str, str]:
     """(reason, detail) for a failed request: `connection` only when no connection was made or it
-    was dropped before any answer; `truncated` when the answer stopped short; `timeout`; `tls`."""
+    was dropped before any answer; `truncated` when the answer stopped short; `bad_response` for
+    an answer that is not HTTP; `timeout`; `tls`; `bad_url`."""
     chain = list(_chain(err))
     kinds = tuple(type(e) for e in chain)
 
@@ -270,6 +272,11 @@ def describe(err: BaseException, where: str, *, body_started: bool) -> tuple[str
         return "timeout", f"{where} did not answer in time"
     if body_started:
         return "truncated", f"the answer from {where} was cut short"
+    if has(http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
+        return "connection", f"{where} closed the connection without an answer"
+    if has(http.client.HTTPException, urllib3.exceptions.InvalidHeader,
+           urllib3.exceptions.HeaderParsingError, requests.exceptions.InvalidHeader):
+        return "bad_response", f"{where} sent an answer that is not valid HTTP"
     if has(requests.exceptions.InvalidURL, requests.exceptions.InvalidSchema,
            requests.exceptions.MissingSchema, urllib3.exceptions.LocationParseError):
         return "bad_url", f"{where} is not a usable http(s) URL"

@@ -180,6 +180,13 @@ class HttpClient:
                 if reason == "bad_url":
                     raise CoverError(reason, detail) from None
                 raise Transient(reason, detail) from None
+            except StopScrape:
+                raise
+            except Exception as err:   # http.client/urllib3 choking on a malformed answer
+                if guard.fired:
+                    raise self._late(where) from None
+                raise CoverError("bad_response", f"{where} sent an answer that is not valid HTTP "
+                                                 f"({type(err).__name__})", retryable=True) from None
 
     def _late(self, where: str) -> Transient:
         return Transient("timeout", f"no complete answer from {where} within "
@@ -230,7 +237,7 @@ class HttpClient:
     def _next_hop(self, prep: requests.PreparedRequest, resp: requests.Response, url: str):
         old = prep.url
         nxt = prep.copy()
-        nxt.url = url
+        nxt.prepare_url(url, None)                  # quoted as requests would
         self.session.rebuild_method(nxt, resp)
         if resp.status_code not in (307, 308):     # the body goes only where it was sent
             for header in ("Content-Length", "Content-Type", "Transfer-Encoding"):
