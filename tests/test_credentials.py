@@ -53,7 +53,7 @@ def assert_clean(*texts: str) -> None:
             assert secret not in text, f"{secret} leaked: ...{text[text.find(secret) - 80:][:160]}"
 
 
-# ---- redact_url / redact_text ---------------------------------------------------------------------
+# ---- redact_url / redact_text --------------------------------------------------------------------
 @pytest.mark.parametrize("url,want", [
     ("http://user:PW@host:8/v1/", "http://***@host:8/v1/"),
     ("https://token@host/x", "https://***@host/x"),
@@ -87,7 +87,7 @@ def test_a_credential_in_params_yaml_is_refused_without_showing_it(key):
     assert "SECRETPW" not in str(err.value) and "\n" not in str(err.value)
 
 
-# ---- a whole scrape, in-process --------------------------------------------------------------------
+# ---- a whole scrape, in-process ------------------------------------------------------------------
 @pytest.mark.timeout(60)
 @pytest.mark.parametrize("resolver", ["spotify_api", "oembed"])
 def test_no_secret_in_journal_manifest_logs_or_output(tmp_path, caplog, capfd, resolver):
@@ -115,7 +115,7 @@ def test_no_secret_in_journal_manifest_logs_or_output(tmp_path, caplog, capfd, r
                  out, err, scraper.summary.line())
 
 
-# ---- the real stage script --------------------------------------------------------------------------
+# ---- the real stage script -----------------------------------------------------------------------
 def stage(cwd: Path, env: dict) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, str(REPO / "stages" / "scrape_images.py"), "selected.csv",

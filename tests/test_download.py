@@ -48,13 +48,14 @@ def test_unreachable_server_is_retried_then_one_line(tmp_path):
     s.bind(("127.0.0.1", 0))
     port = s.getsockname()[1]
     s.close()                      # nothing listens there now
-    with pytest.raises(CoverpopError, match="cannot connect to the server \\(connection refused\\) \\(2 tries\\)") as err:
+    with pytest.raises(CoverpopError, match=r"cannot connect to the server \(connection refused\) "
+                                            r"\(2 tries\)") as err:
         fetch_csv_url(f"http://127.0.0.1:{port}/x.csv", tmp_path / "x.csv", attempts=2,
                       backoff=0.01)
     assert "\n" not in str(err.value)
 
 
-# ---- a hostile server (the fake's /files/ route) ---------------------------------------------------
+# ---- a hostile server (the fake's /files/ route) -------------------------------------------------
 CSV = b",artist_name,track_id,popularity\n" + b"".join(b"%d,a,x%d,1\n" % (i, i) for i in range(300))
 
 

@@ -352,7 +352,7 @@ def test_an_absurd_content_length_is_refused_before_reading(fake, ids):
     assert time.monotonic() - start < 1.0
 
 
-# ---- 6. where covers come from ---------------------------------------------------------------------
+# ---- 6. where covers come from -------------------------------------------------------------------
 def test_covers_only_come_from_allowed_hosts(fake, ids):
     env = {**fake.env(), "COVERPOP_ALLOWED_HOSTS": ""}      # params.yaml's list: Spotify's CDN
     r = SpotifyApiResolver.from_params(FAST, environ=env)
@@ -403,7 +403,7 @@ def test_host_policy_rules():
         assert not is_public(ip), ip
 
 
-# ---- answers that are not valid HTTP at all ---------------------------------------------------------
+# ---- answers that are not valid HTTP at all ------------------------------------------------------
 RAW = {   # case: (what the server sends, the reason recorded)
     "negative length": (b"HTTP/1.1 200 OK\r\nContent-Length: -5\r\n\r\n{}", "bad_response"),
     "two lengths": (b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 9\r\n\r\n{}",

@@ -26,13 +26,13 @@ from __future__ import annotations
 import base64
 import hashlib
 import io
-import zlib
 import json
 import random
 import re
 import string
 import threading
 import time
+import zlib
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit

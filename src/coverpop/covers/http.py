@@ -185,8 +185,9 @@ class HttpClient:
             except Exception as err:   # http.client/urllib3 choking on a malformed answer
                 if guard.fired:
                     raise self._late(where) from None
-                raise CoverError("bad_response", f"{where} sent an answer that is not valid HTTP "
-                                                 f"({type(err).__name__})", retryable=True) from None
+                raise CoverError("bad_response", f"{where} sent an answer that is not valid "
+                                                 f"HTTP ({type(err).__name__})",
+                                 retryable=True) from None
 
     def _late(self, where: str) -> Transient:
         return Transient("timeout", f"no complete answer from {where} within "
@@ -352,7 +353,8 @@ def resume_message(err: RateLimited, policy: RetryPolicy) -> str:
             f"resume after {when:%Y-%m-%d %H:%M} UTC by running the stage again")
 
 
-def call_with_retries(request: Callable[[], T], policy: RetryPolicy, limiter: RateLimiter | None) -> T:
+def call_with_retries(request: Callable[[], T], policy: RetryPolicy,
+                      limiter: RateLimiter | None) -> T:
     """Run one request under the rate cap, wait out short 429s, retry transient failures.
 
     `request()` makes one HTTP call and raises Transient, RateLimited, CoverError or StopScrape.
@@ -371,8 +373,8 @@ def call_with_retries(request: Callable[[], T], policy: RetryPolicy, limiter: Ra
                     limiter.stop(message)
                     raise StopScrape(message) from None
                 limiter.pause(err.retry_after)   # every thread waits, not just this one
-        message = (f"still rate-limited after {policy.max_waits} waits in a row; "
-                   "finished covers are kept: run the stage again later (or lower scrape.rate_limit)")
+        message = (f"still rate-limited after {policy.max_waits} waits in a row; finished "
+                   "covers are kept: run the stage again later (or lower scrape.rate_limit)")
         limiter.stop(message)
         raise StopScrape(message)
 
@@ -385,7 +387,8 @@ def call_with_retries(request: Callable[[], T], policy: RetryPolicy, limiter: Ra
     try:
         return retrying(attempt)
     except Transient as err:
-        raise CoverError(err.reason, f"{err.detail} ({policy.attempts} tries)", retryable=True) from None
+        raise CoverError(err.reason, f"{err.detail} ({policy.attempts} tries)",
+                         retryable=True) from None
 
 
 def image_url(url: str, image_host: str) -> str:

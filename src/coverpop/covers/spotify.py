@@ -85,7 +85,7 @@ class SpotifyApiResolver:
     def __init__(self, settings: ScrapeSettings, client_id: str, client_secret: str):
         self.settings, self.size = settings, settings.size
         self.net = http.Fetcher(settings)
-        self.api_url = settings.api_url if settings.api_url.endswith("/") else settings.api_url + "/"
+        self.api_url = settings.api_url.rstrip("/") + "/"
         self.batch = settings.batch
         self._credentials = (client_id, client_secret)
         self._token: str | None = None

@@ -89,7 +89,7 @@ def _fetch(url: str, dest: Path, deadline_s: float, max_bytes: int) -> str:
                         f.write(chunk)
                         digest.update(chunk)
                         bar.update(len(chunk))
-                    if guard.fired:   # a body without Content-Length ends at the cut like a whole one
+                    if guard.fired:   # without Content-Length, the cut looks like the end
                         raise _Retry(f"no complete download within {deadline_s:g} s")
         except (CoverpopError, _Retry):
             raise
