@@ -21,6 +21,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from urllib.parse import urlsplit
 
 import requests
 import urllib3
@@ -209,6 +210,21 @@ class _HTTPSPool(HTTPSConnectionPool):
 
 class GuardedAdapter(HTTPAdapter):
     """requests' adapter with connections that obey `deadline(...)`; one try per request."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._pool_keys: dict[tuple, tuple[dict, dict]] = {}
+
+    def build_connection_pool_key_attributes(self, request, verify, cert=None):
+        # requests stats the CA bundle (REQUESTS_CA_BUNDLE) on every request to build this key;
+        # the answer only depends on the origin and the TLS settings, so it is looked up once.
+        parts = urlsplit(request.url)
+        key = (parts.scheme.lower(), parts.hostname, parts.port, verify,
+               tuple(cert) if isinstance(cert, list) else cert)
+        if key not in self._pool_keys:
+            self._pool_keys[key] = super().build_connection_pool_key_attributes(
+                request, verify, cert)
+        return self._pool_keys[key]
 
     def init_poolmanager(self, *args, **kwargs):
         super().init_poolmanager(*args, **kwargs)
