@@ -437,3 +437,30 @@ def test_an_answer_that_is_not_valid_http_is_a_recorded_failure(fake, tmp_path, 
     assert recs[ids[0]]["error"].split(":")[0] == reason
     assert " object at 0x" not in recs[ids[0]]["error"]
     assert all(recs[t]["status"] == "ok" for t in ids[1:])
+
+
+# ---- the same deadline over TLS (the real services are https) --------------------------------------
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("kind", ["trickle", "trickle_headers", "image_trickle"])
+def test_the_deadline_holds_over_tls(monkeypatch, kind):
+    pytest.importorskip("cryptography")
+    with FakeSpotify(tls=True) as fake:
+        monkeypatch.setenv("REQUESTS_CA_BUNDLE", fake.ca_file)    # trust the fake's certificate
+        ids = make_track_ids(2)
+        r = api(fake)
+        assert r.fetch(r.resolve({"track_id": ids[1]})) == fake.jpeg(fake.image_id(ids[1]), 300)
+        fake.fault(ids[0], kind)
+        start = time.monotonic()
+        err = reason_of(lambda: r.fetch(r.resolve({"track_id": ids[0]})))
+        assert err.reason == "timeout" and time.monotonic() - start < 2 * 1 + 1.5
+
+
+def test_a_certificate_not_trusted_is_a_tls_failure_not_cannot_connect(monkeypatch):
+    pytest.importorskip("cryptography")
+    monkeypatch.delenv("REQUESTS_CA_BUNDLE", raising=False)
+    monkeypatch.delenv("CURL_CA_BUNDLE", raising=False)
+    with FakeSpotify(tls=True) as fake:
+        with pytest.raises(CoverpopError, match=r"TLS with https://127\.0\.0\.1:\d+/api/token "
+                                                r"failed \(2 tries\)") as err:
+            api(fake).prepare(make_track_ids(1))
+        assert "cannot connect" not in str(err.value)

@@ -85,6 +85,32 @@ def _hex(text: str, n: int) -> str:
     return hashlib.sha1(text.encode()).hexdigest()[:n]
 
 
+def self_signed_cert(ip: str) -> tuple[bytes, bytes]:
+    """A certificate (PEM) for `ip`, and its key: enough for a client told to trust it."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "fake-spotify")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(days=1))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(ip))]),
+                           critical=False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256()))
+    return (cert.public_bytes(serialization.Encoding.PEM),
+            key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                              serialization.NoEncryption()))
+
+
 def render_jpeg(image_id: str, size: int) -> bytes:
     """A real JPEG whose colours depend on the image id: distinct covers, stable bytes."""
     h = hashlib.sha1(image_id.encode()).digest()
@@ -103,8 +129,11 @@ class FakeSpotify:
 
     def __init__(self, latency: tuple[float, float] = (0.0, 0.0), allow_batch: bool = False,
                  retry_after: int | str = 1, slow_seconds: float = 3.0, seed: int = 0,
-                 client_id: str = CLIENT_ID, client_secret: str = CLIENT_SECRET):
+                 client_id: str = CLIENT_ID, client_secret: str = CLIENT_SECRET,
+                 tls: bool = False):
         self.latency = latency
+        self.tls = tls                        # https with a self-signed cert; trust ca_file
+        self.ca_file = ""
         self.allow_batch = allow_batch
         self.retry_after = retry_after        # Retry-After of the short 429, sent as str(...)
         self.slow_seconds = slow_seconds      # how long a "slow" response stalls
@@ -147,6 +176,21 @@ class FakeSpotify:
         self._server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         host, bound = self._server.server_address[:2]
         self._url = f"http://{host}:{bound}"
+        if self.tls:
+            import ssl
+            import tempfile
+
+            cert, key = self_signed_cert(host)
+            folder = tempfile.mkdtemp(prefix="fake-spotify-tls-")
+            self.ca_file = f"{folder}/cert.pem"
+            with open(self.ca_file, "wb") as f:
+                f.write(cert)
+            with open(f"{folder}/key.pem", "wb") as f:
+                f.write(key)
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            ctx.load_cert_chain(self.ca_file, f"{folder}/key.pem")
+            self._server.socket = ctx.wrap_socket(self._server.socket, server_side=True)
+            self._url = f"https://{host}:{bound}"
         self._server.daemon_threads = True
         self._server.request_queue_size = 128
         threading.Thread(target=self._server.serve_forever, daemon=True,
