@@ -37,7 +37,8 @@ log = logging.getLogger(__name__)
 # What to check when the token cannot be had, by failure reason.
 _TOKEN_HINTS = {
     "connection": "check scrape.token_url (env COVERPOP_SPOTIFY_TOKEN_URL) and the network",
-    "tls": "check scrape.token_url (env COVERPOP_SPOTIFY_TOKEN_URL) and the network",
+    "tls": "check scrape.token_url (env COVERPOP_SPOTIFY_TOKEN_URL) and the CA certificates "
+           "(REQUESTS_CA_BUNDLE)",
     "timeout": "the token endpoint is slow or unreachable: check the network, then run again",
     "truncated": "the connection broke off: run the stage again",
     "server_error": "the token service is failing: run the stage again later",
