@@ -173,7 +173,7 @@ class FakeSpotify:
         class Handler(_Handler):
             server_fake = fake
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        self._server = _Server(("127.0.0.1", port), Handler)
         host, bound = self._server.server_address[:2]
         self._url = f"http://{host}:{bound}"
         if self.tls:
@@ -361,6 +361,15 @@ class FakeSpotify:
         if n in self._at_request:
             return self._at_request[n]
         return self._take(self._faults, track_id)
+
+
+class _Server(ThreadingHTTPServer):
+    def handle_error(self, request, client_address) -> None:
+        """A client that hangs up (a deadline, a stop) is part of the game: no traceback."""
+        import sys
+
+        if not isinstance(sys.exc_info()[1], ConnectionError | TimeoutError):
+            super().handle_error(request, client_address)
 
 
 class _Handler(BaseHTTPRequestHandler):
