@@ -26,6 +26,7 @@ from pathlib import Path
 import pandas as pd
 import requests
 import spotipy
+import yaml
 from spotipy.cache_handler import MemoryCacheHandler
 from spotipy.oauth2 import SpotifyClientCredentials
 
@@ -37,6 +38,7 @@ from fakes.spotify_server import make_track_ids  # noqa: E402
 
 from coverpop.covers.engine import DEFAULT_WORKERS, Scraper  # noqa: E402
 from coverpop.covers.resolvers import make_resolver  # noqa: E402
+from coverpop.covers.settings import ScrapeSettings  # noqa: E402
 from coverpop.tracks.selection import select_tracks  # noqa: E402
 from coverpop.tracks.tables import read_tracks  # noqa: E402
 
@@ -47,8 +49,8 @@ def start_fake(latency: tuple[float, float]) -> tuple[subprocess.Popen, dict[str
                             stdout=subprocess.PIPE, text=True)
     proc.stdout.readline()   # the URL
     env = {}
-    for _ in range(5):
-        key, value = proc.stdout.readline().strip().removeprefix("export ").split("=", 1)
+    while (line := proc.stdout.readline().strip()) != "ready":
+        key, value = line.removeprefix("export ").split("=", 1)
         env[key] = value
     return proc, env
 
@@ -69,12 +71,16 @@ def naive(ids: list[str], env: dict[str, str], out: Path) -> float:
     return len(ids) / (time.perf_counter() - start)
 
 
-def engine(ids: list[str], env: dict[str, str], out: Path, scrape: dict) -> float:
+def engine(ids: list[str], env: dict[str, str], out: Path, overrides: dict) -> float:
+    """The engine at params.yaml's scrape settings (with `overrides`), as the stage runs it."""
     tracks = pd.DataFrame({"track_id": ids, "popularity": 50})
-    resolver = make_resolver("spotify_api", tracks, {"source": "kaggle"}, scrape, environ=env)
-    scraper = Scraper(resolver, out, size=int(scrape.get("size", 300)))
+    scrape = {**yaml.safe_load((REPO / "params.yaml").read_text())["scrape"], **overrides,
+              "resolver": "spotify_api"}
+    settings = ScrapeSettings.from_params(scrape, environ=env)
+    resolver = make_resolver(settings, tracks, {"source": "kaggle"}, environ=env)
+    scraper = Scraper(resolver, out, size=settings.size)
     start = time.perf_counter()
-    recs = scraper.run(tracks.to_dict("records"), workers=int(scrape["workers"]), progress=False)
+    recs = scraper.run(tracks.to_dict("records"), workers=settings.workers, progress=False)
     elapsed = time.perf_counter() - start
     ok = sum(r["status"] == "ok" for r in recs)
     assert ok == len(ids), f"only {ok} of {len(ids)} covers ok"

@@ -1,6 +1,5 @@
 """Stage scrape_images: one verified cover per track, resumable, and a manifest."""
 
-import os
 import signal
 import sys
 
@@ -10,6 +9,7 @@ from coverpop.core.params import load_params, stage_paths
 from coverpop.covers.engine import Scraper, check_success, manifest_frame, retry_hint
 from coverpop.covers.journal import resolver_settings
 from coverpop.covers.resolvers import make_resolver
+from coverpop.covers.settings import ScrapeSettings
 from coverpop.covers.types import StopScrape
 from coverpop.tracks.tables import read_tracks
 
@@ -19,16 +19,16 @@ def main() -> None:
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     args = stage_paths("selected", "covers_dir", "manifest")
     params = load_params()
-    p = params["scrape"]
+    settings = ScrapeSettings.from_params(params["scrape"])   # the one read of scrape params
     tracks = read_tracks(args.selected)
-    resolver = make_resolver(p["resolver"], tracks, params["data"], p)
-    scraper = Scraper(resolver, args.covers_dir, size=int(p["size"]),
-                      min_source_px=int(p["min_source_px"]), max_aspect=float(p["max_aspect"]),
-                      retry_failed=bool(p["retry_failed"]),
-                      settings=resolver_settings(resolver.name, p, params["data"], os.environ))
+    resolver = make_resolver(settings, tracks, params["data"])
+    scraper = Scraper(resolver, args.covers_dir, size=settings.size,
+                      min_source_px=settings.min_source_px, max_aspect=settings.max_aspect,
+                      retry_failed=settings.retry_failed,
+                      settings=resolver_settings(resolver.name, settings, params["data"], {}))
     name = f"scrape_images ({resolver.name})"
     try:
-        records = scraper.run(tracks.to_dict("records"), workers=int(p["workers"]))
+        records = scraper.run(tracks.to_dict("records"), workers=settings.workers)
     except StopScrape as stop:
         print(f"{name}: {scraper.summary.line()}")
         raise CoverpopError(f"scrape stopped: {stop}") from None
@@ -41,7 +41,7 @@ def main() -> None:
     hint = retry_hint(records, scraper)
     manifest = manifest_frame(records)
     write_csv(args.manifest, manifest)
-    print(f"scrape_images: {check_success(manifest, float(p['min_success']), hint)} -> "
+    print(f"scrape_images: {check_success(manifest, settings.min_success, hint)} -> "
           f"{args.manifest}")
     if hint:
         print(f"scrape_images: {hint}")

@@ -48,7 +48,72 @@ def test_unreachable_server_is_retried_then_one_line(tmp_path):
     s.bind(("127.0.0.1", 0))
     port = s.getsockname()[1]
     s.close()                      # nothing listens there now
-    with pytest.raises(CoverpopError, match="ConnectionError \\(2 tries\\)") as err:
+    with pytest.raises(CoverpopError, match=r"cannot connect to the server \(connection refused\) "
+                                            r"\(2 tries\)") as err:
         fetch_csv_url(f"http://127.0.0.1:{port}/x.csv", tmp_path / "x.csv", attempts=2,
                       backoff=0.01)
     assert "\n" not in str(err.value)
+
+
+# ---- a hostile server (the fake's /files/ route) -------------------------------------------------
+CSV = b",artist_name,track_id,popularity\n" + b"".join(b"%d,a,x%d,1\n" % (i, i) for i in range(300))
+
+
+@pytest.fixture
+def csv_fake():
+    import sys
+    from pathlib import Path
+    sys.path.insert(0, str(Path(__file__).parent))
+    from fakes.spotify_server import FakeSpotify
+
+    with FakeSpotify() as fake:
+        fake.files["tracks.csv"] = CSV
+        fake.bomb_mb = 20
+        yield fake
+
+
+def fetch(fake, tmp_path, **kw):
+    return fetch_csv_url(f"{fake.url}/files/tracks.csv", tmp_path / "t.csv",
+                         **{"attempts": 2, "backoff": 0.01, **kw})
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("kind", ["trickle", "trickle_headers"])
+def test_a_trickling_csv_server_is_given_up_on_at_the_deadline(csv_fake, tmp_path, kind):
+    import time
+    csv_fake.file_faults["tracks.csv"] = kind
+    start = time.monotonic()
+    with pytest.raises(CoverpopError, match=r"no complete download within 1 s \(2 tries\)"):
+        fetch(csv_fake, tmp_path, deadline_s=1)
+    assert time.monotonic() - start < 4
+    assert not list(tmp_path.iterdir())           # no partial file, no temp file
+
+
+@pytest.mark.parametrize("kind,message", [
+    ("cut", r"the answer from the server was cut short \(2 tries\)"),
+    ("redirect_loop", "redirects in a loop"),
+    ("redirect_chain", "more than 5 redirects"),
+    ("redirect_file", "redirects to a URL that is not http"),
+    ("huge_declared", "announces 400,000,000,000 bytes"),
+    ("bomb", r"more than 1,000,000 bytes \(after decompression\)"),
+    ("520", r"HTTP 520 \(2 tries\)"),
+])
+def test_hostile_csv_downloads_fail_in_one_line(csv_fake, tmp_path, kind, message):
+    csv_fake.file_faults["tracks.csv"] = kind
+    with pytest.raises(CoverpopError, match=message) as err:
+        fetch(csv_fake, tmp_path, max_bytes=1_000_000)
+    assert "\n" not in str(err.value) and "cannot connect" not in str(err.value)
+    assert not list(tmp_path.iterdir())
+
+
+def test_the_csv_download_works_through_the_same_machinery(csv_fake, tmp_path):
+    assert fetch(csv_fake, tmp_path).read_bytes() == CSV
+
+
+def test_credentials_in_the_csv_url_are_never_shown(csv_fake, tmp_path):
+    host = csv_fake.url.removeprefix("http://")
+    url = f"http://reader:PASSWORD123@{host}/files/nothing.csv?X-Amz-Signature=SIGN456&a=1"
+    with pytest.raises(CoverpopError) as err:
+        fetch_csv_url(url, tmp_path / "t.csv", attempts=1)
+    assert "HTTP 404" in str(err.value) and "a=1" in str(err.value)
+    assert "PASSWORD123" not in str(err.value) and "SIGN456" not in str(err.value)

@@ -89,7 +89,7 @@ def test_call_retries_transient_errors_then_gives_a_coverror():
         raise http.Transient("server_error", "HTTP 502 from x")
 
     with pytest.raises(CoverError) as err:
-        http.call_with_retries(flaky, http.RetryPolicy(attempts=3, backoff=0.001), None)
+        http.call_with_retries(flaky, http.RetryPolicy(attempts=3, backoff=0.001, max_retry_after=60), None)
     assert len(tries) == 3 and err.value.reason == "server_error" and err.value.retryable
 
 
@@ -101,7 +101,7 @@ def test_call_passes_track_errors_through_untried():
         raise CoverError("not_found", "HTTP 404")
 
     with pytest.raises(CoverError, match="not_found"):
-        http.call_with_retries(missing, http.RetryPolicy(attempts=3, backoff=0.001), None)
+        http.call_with_retries(missing, http.RetryPolicy(attempts=3, backoff=0.001, max_retry_after=60), None)
     assert len(tries) == 1
 
 
@@ -113,5 +113,5 @@ def test_call_gives_up_the_run_after_too_many_429_in_a_row(monkeypatch):
         raise http.RateLimited(2, quota=False, where="api")
 
     with pytest.raises(StopScrape, match="still rate-limited after 5 waits"):
-        http.call_with_retries(limited, http.RetryPolicy(max_waits=5), limiter)
+        http.call_with_retries(limited, http.RetryPolicy(attempts=1, backoff=0.1, max_retry_after=60, max_waits=5), limiter)
     assert limiter.stopped

@@ -9,11 +9,12 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).parent))
 from fakes.spotify_server import make_track_ids  # noqa: E402
+from scrape_params import scrape_params  # noqa: E402
 
 from coverpop.covers.oembed import OEmbedResolver  # noqa: E402
 from coverpop.covers.types import CoverError, StopScrape  # noqa: E402
 
-FAST = {"timeout": 1, "retries": 2, "backoff": 0.01, "workers": 2}
+FAST = scrape_params(timeout=1, retries=2, backoff=0.01, workers=2)
 
 
 @pytest.fixture
@@ -23,7 +24,7 @@ def ids():
 
 def resolver(fake, **params):
     return OEmbedResolver.from_params({**FAST, **params}, environ={
-        "COVERPOP_OEMBED_URL": fake.oembed_url})
+        "COVERPOP_OEMBED_URL": fake.oembed_url, "COVERPOP_ALLOWED_HOSTS": "127.0.0.1"})
 
 
 def test_thumbnail_gives_cover_id_and_300px_jpeg_without_credentials(fake, ids):

@@ -9,11 +9,13 @@ import sys
 import pytest
 import yaml
 from conftest import ROOT, env, make_repo_copy, run, write_params
+from scrape_params import scrape_params
 
 from coverpop.core import params as P
 from coverpop.core import schema
 from coverpop.core.errors import CoverpopError
 from coverpop.covers import resolvers
+from coverpop.covers.settings import ScrapeSettings
 from coverpop.tracks import sources
 
 PARAMS = yaml.safe_load((ROOT / "params.yaml").read_text())
@@ -353,5 +355,6 @@ def test_a_new_source_is_one_registered_function(monkeypatch, tmp_path):
     assert resolvers.auto_resolver("mine", environ={}) == "oembed"
     monkeypatch.setitem(resolvers.RESOLVERS, "mine",
                         lambda tracks, data, scrape, environ: resolvers.DemoResolver(tracks))
-    r = resolvers.make_resolver("auto", tracks, {"source": "mine"}, {}, environ={})
+    auto = ScrapeSettings.from_params(scrape_params(resolver="auto"), environ={})
+    r = resolvers.make_resolver(auto, tracks, {"source": "mine"}, environ={})
     assert isinstance(r, resolvers.DemoResolver)

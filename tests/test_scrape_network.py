@@ -17,16 +17,18 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).parent))
 from conftest import write_params  # noqa: E402
 from fakes.spotify_server import FakeSpotify, make_track_ids  # noqa: E402
+from scrape_params import scrape_params  # noqa: E402
 
 from coverpop.covers.engine import Scraper  # noqa: E402
 from coverpop.covers.journal import read_journal, resolver_settings  # noqa: E402
 from coverpop.covers.oembed import OEmbedResolver  # noqa: E402
 from coverpop.covers.resolvers import make_resolver  # noqa: E402
+from coverpop.covers.settings import ScrapeSettings  # noqa: E402
 from coverpop.covers.spotify import SpotifyApiResolver  # noqa: E402
 from coverpop.covers.types import StopScrape  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
-FAST = {"timeout": 0.5, "retries": 1, "backoff": 0.01, "workers": 4, "size": 300}
+FAST = scrape_params(timeout=0.5, retries=1, backoff=0.01, workers=4, size=300)
 
 
 @pytest.fixture
@@ -123,8 +125,9 @@ def test_batch_403_at_engine_level_falls_back_once(fake, tmp_path):
 
 def test_auto_picks_spotify_with_credentials_else_oembed(fake):
     df = pd.DataFrame(rows(make_track_ids(2)))
-    assert make_resolver("auto", df, {"source": "kaggle"}, FAST, environ={}).name == "oembed"
-    assert make_resolver("auto", df, {"source": "csv"}, FAST, environ=fake.env()).name == \
+    auto = ScrapeSettings.from_params({**FAST, "resolver": "auto"}, environ={})
+    assert make_resolver(auto, df, {"source": "kaggle"}, environ={}).name == "oembed"
+    assert make_resolver(auto, df, {"source": "csv"}, environ=fake.env()).name == \
         "spotify_api"
 
 
@@ -132,10 +135,10 @@ def test_auto_picks_spotify_with_credentials_else_oembed(fake):
 
 def stage_dir(tmp_path, ids, **scrape):
     params = {"data": {"source": "kaggle"},
-              "scrape": {"resolver": "spotify_api", "size": 300, "workers": 4,
-                         "min_success": 0.5, "timeout": 2, "retries": 1, "backoff": 0.05,
-                         "rate_limit": 0, "max_retry_after": 60, "min_source_px": 64,
-                         "max_aspect": 2.0, "retry_failed": False, **scrape}}
+              "scrape": scrape_params(**{"resolver": "spotify_api", "size": 300, "workers": 4,
+                                         "min_success": 0.5, "timeout": 2, "retries": 1,
+                                         "backoff": 0.05, "rate_limit": 0,
+                                         "max_retry_after": 60, **scrape})}
     write_params(tmp_path, params)
     pd.DataFrame(rows(ids)).to_csv(tmp_path / "selected.csv", index=False)
     return tmp_path
@@ -281,11 +284,11 @@ def test_ctrl_c_stops_at_once_keeps_finished_covers_and_waits_for_no_stuck_reque
 
 def scraper_for(name, fake, tmp_path, env=None, **params):
     env = env or fake.env()
-    params = {**FAST, **params}
+    settings = ScrapeSettings.from_params({**FAST, **params, "resolver": name}, environ=env)
     df = pd.DataFrame(rows(make_track_ids(1)))
-    resolver = make_resolver(name, df, {"source": "kaggle"}, params, environ=env)
-    return Scraper(resolver, tmp_path, size=int(params["size"]),
-                   settings=resolver_settings(resolver.name, params, {}, env))
+    resolver = make_resolver(settings, df, {"source": "kaggle"}, environ=env)
+    return Scraper(resolver, tmp_path, size=settings.size,
+                   settings=resolver_settings(resolver.name, settings, {}, {}))
 
 
 def test_failures_through_oembed_are_asked_again_through_the_api(fake, tmp_path):

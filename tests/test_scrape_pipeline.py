@@ -40,6 +40,7 @@ def test_dvc_repro_with_csv_by_url_and_oembed_covers(tmp_path, csv_url, monkeypa
         monkeypatch.delenv(var, raising=False)        # auto -> oembed
     with FakeSpotify(latency=(0.0, 0.01)) as fake:
         monkeypatch.setenv("COVERPOP_OEMBED_URL", fake.oembed_url)
+        monkeypatch.setenv("COVERPOP_ALLOWED_HOSTS", "127.0.0.1")   # the fake CDN, by name
         repo = make_repo_copy(tmp_path / "repo", {
             "data.source": "csv", "data.csv.path": url, "data.csv.sha256": sha,
             "scrape.resolver": "auto", "scrape.workers": 8, "scrape.retries": 1,

@@ -11,14 +11,16 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).parent))
 from fakes.spotify_server import CLIENT_SECRET, make_track_ids  # noqa: E402
+from scrape_params import scrape_params  # noqa: E402
 
 from coverpop.core.errors import CoverpopError  # noqa: E402
-from coverpop.covers import http
+from coverpop.covers import http  # noqa: E402
+from coverpop.covers.answers import Image as ImageEntry  # noqa: E402
 from coverpop.covers.cdn import cover_id_from_url, sized_url  # noqa: E402
 from coverpop.covers.spotify import SpotifyApiResolver, choose_image  # noqa: E402
 from coverpop.covers.types import CoverError, StopScrape  # noqa: E402
 
-FAST = {"timeout": 1, "retries": 2, "backoff": 0.01, "workers": 4}
+FAST = scrape_params(timeout=1, retries=2, backoff=0.01, workers=4)
 
 
 class RecordingLimiter(http.RateLimiter):
@@ -72,10 +74,10 @@ def test_short_429_waits_retry_after_and_continues(fake, ids):
     fake.retry_after = 1
     fake.fault(ids[0], "429", times=2)
     r = resolver(fake)
-    r.limiter = RecordingLimiter()
+    r.net.limiter = RecordingLimiter()
     ref = r.resolve({"track_id": ids[0]})
     assert ref.cover_id == fake.image_id(ids[0])
-    assert r.limiter.pauses == [1.0, 1.0]
+    assert r.net.limiter.pauses == [1.0, 1.0]
     assert fake.track_hits[ids[0]] == 3
 
 
@@ -134,10 +136,17 @@ def test_track_level_failures_are_not_retried(fake, ids, kind, reason):
     assert fake.track_hits[ids[0]] == 1
 
 
-def test_malformed_id_is_recorded_not_retried(fake):
+@pytest.mark.parametrize("bad", ["notAnId", "../../me", "a" * 21 + "?", 12345, None])
+def test_malformed_id_is_recorded_without_a_request(fake, bad):
     with pytest.raises(CoverError) as err:
-        resolver(fake).resolve({"track_id": "notAnId"})
-    assert err.value.reason == "bad_id" and fake.counts["track"] == 1
+        resolver(fake).resolve({"track_id": bad})
+    assert err.value.reason == "bad_id" and fake.counts["track"] == 0
+
+
+def test_track_uris_and_links_are_understood(fake, ids):
+    r = resolver(fake)
+    for form in (f"spotify:track:{ids[0]}", f"https://open.spotify.com/track/{ids[0]}?si=x"):
+        assert r.resolve({"track_id": form}).cover_id == fake.image_id(ids[0])
 
 
 @pytest.mark.parametrize("kind", ["corrupt_jpeg", "truncated_jpeg"])
@@ -202,7 +211,7 @@ def test_secrets_never_reach_the_logs(fake, ids, caplog):
     fake.fault(ids[1], "404")
     with pytest.raises(CoverError):
         r.resolve({"track_id": ids[1]})
-    token = r.sp.auth_manager.get_access_token(as_dict=False)
+    token = r._access_token()
     basic = base64.b64encode(f"{fake.client_id}:{CLIENT_SECRET}".encode()).decode()
     for secret in (CLIENT_SECRET, basic, token):
         assert secret not in caplog.text
@@ -226,8 +235,8 @@ def test_cover_url_helpers():
     assert cover_id_from_url(u) == "0a" * 12
     assert sized_url(u, 300) == "https://i.scdn.co/image/ab67616d00001e02" + "0a" * 12
     assert sized_url("https://x.org/a.jpg", 300) == "https://x.org/a.jpg"
-    imgs = [{"url": u, "width": 640, "height": 640}]
+    imgs = [ImageEntry(url=u, width=640, height=640)]
     assert choose_image(imgs, 300) == sized_url(u, 300)      # derived from the size code
-    plain = [{"url": "https://x/a.jpg", "width": 600}, {"url": "https://x/b.jpg", "width": 200}]
+    plain = [ImageEntry(url="https://x/a.jpg", width=600), ImageEntry(url="https://x/b.jpg", width=200)]
     assert choose_image(plain, 300) == "https://x/a.jpg"
     assert choose_image([], 300) is None

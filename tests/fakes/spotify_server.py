@@ -8,7 +8,14 @@ spotipy client and the real requests/urllib3 stack run against it unchanged.
         fake.api_url, fake.token_url, fake.oembed_url      # point the resolvers here
         fake.fault(track_id, "500", times=2)                # scripted faults per track ...
         fake.quota_after(30)                                # ... or per request count
+        fake.reshape(track_id, lambda body: {**body, "album": "x"})   # malformed answers
+        fake.token_fault("no_access_token", skip=1)         # token endpoint faults
+        fake.revoke_after(10)                               # tokens revoked mid-run (401)
         fake.counts["track"], fake.image_hits[image_id]     # counters for assertions
+
+Hostile faults (for the reliability tests): trickling headers or bodies, bodies cut short, gzip
+bombs, absurd Content-Length, redirect loops and redirects to other schemes or hosts, captive-portal
+HTML, 520, error bodies in other shapes ({"error": "Bad Gateway"}), any Retry-After string.
 
 Run it on its own (for the benchmark or by hand):
     python tests/fakes/spotify_server.py --latency 0.03 0.05
@@ -25,6 +32,7 @@ import re
 import string
 import threading
 import time
+import zlib
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
@@ -39,8 +47,27 @@ IMAGE_PREFIX = "ab67616d0000"
 QUOTA_RETRY_AFTER = 48925
 
 # Fault kinds. Metadata faults hit the track endpoint and oEmbed; image faults hit the CDN.
-METADATA_FAULTS = {"429", "quota", "500", "502", "503", "slow", "404", "no_images"}
-IMAGE_FAULTS = {"corrupt_jpeg", "truncated_jpeg", "image_404", "image_500", "image_slow"}
+HOSTILE = {"trickle", "trickle_headers", "cut", "bomb", "huge_declared", "redirect_loop",
+           "redirect_chain", "redirect_file", "html", "520", "raw"}
+METADATA_FAULTS = {"429", "quota", "500", "502", "503", "slow", "404", "no_images",
+                   "bad_gateway", "shape"} | HOSTILE
+IMAGE_FAULTS = {"corrupt_jpeg", "truncated_jpeg", "image_404", "image_500", "image_slow",
+                "redirect_host"} | {f"image_{k}" for k in HOSTILE}
+TOKEN_FAULTS = {"500", "html", "invalid_json", "no_access_token", "bad_expires", "refuse",
+                "trickle", "json_list"}
+PORTAL = (b"<!DOCTYPE html><html><head><title>Welcome to CityWiFi</title></head><body>"
+          b"<form action='/login'>Please accept the terms to continue</form></body></html>")
+
+_BOMB: dict[int, bytes] = {}
+
+
+def gzip_bomb(mb: int) -> bytes:
+    """`mb` MB of zeros, gzip-compressed (about 1/1000 the size), built without holding them."""
+    if mb not in _BOMB:
+        z = zlib.compressobj(9, zlib.DEFLATED, 31)
+        zeros = bytes(1 << 20)
+        _BOMB[mb] = b"".join(z.compress(zeros) for _ in range(mb)) + z.flush()
+    return _BOMB[mb]
 
 _BASE62 = string.digits + string.ascii_letters
 
@@ -56,6 +83,32 @@ def make_track_ids(n: int, seed: int = 0) -> list[str]:
 
 def _hex(text: str, n: int) -> str:
     return hashlib.sha1(text.encode()).hexdigest()[:n]
+
+
+def self_signed_cert(ip: str) -> tuple[bytes, bytes]:
+    """A certificate (PEM) for `ip`, and its key: enough for a client told to trust it."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "fake-spotify")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(days=1))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(ip))]),
+                           critical=False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256()))
+    return (cert.public_bytes(serialization.Encoding.PEM),
+            key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                              serialization.NoEncryption()))
 
 
 def render_jpeg(image_id: str, size: int) -> bytes:
@@ -75,12 +128,26 @@ class FakeSpotify:
     """The fake services, their catalogue, their scripted faults and their request counters."""
 
     def __init__(self, latency: tuple[float, float] = (0.0, 0.0), allow_batch: bool = False,
-                 retry_after: int = 1, slow_seconds: float = 3.0, seed: int = 0,
-                 client_id: str = CLIENT_ID, client_secret: str = CLIENT_SECRET):
+                 retry_after: int | str = 1, slow_seconds: float = 3.0, seed: int = 0,
+                 client_id: str = CLIENT_ID, client_secret: str = CLIENT_SECRET,
+                 tls: bool = False):
         self.latency = latency
+        self.tls = tls                        # https with a self-signed cert; trust ca_file
+        self.ca_file = ""
         self.allow_batch = allow_batch
-        self.retry_after = retry_after        # seconds, for the short (rolling-window) 429
+        self.retry_after = retry_after        # Retry-After of the short 429, sent as str(...)
         self.slow_seconds = slow_seconds      # how long a "slow" response stalls
+        self.trickle_interval = 0.2           # seconds between the bytes of a trickle
+        self.bomb_mb = 200                    # what a gzip bomb inflates to
+        self.image_query = ""                 # appended to image URLs (e.g. a signed CDN URL)
+        self.basic_auth: Counter = Counter()  # user names seen in Basic auth (API excepted)
+        self._shapes: dict[str, object] = {}  # track id -> body mutator for "shape" faults
+        self._token_faults: list = []         # [kind, skip, times]
+        self._revoke_after: int | None = None
+        self._api_requests = 0
+        self.raw = b""                         # what a "raw" fault sends, byte for byte
+        self.files: dict[str, bytes] = {}      # /files/<name>: plain downloads (a tracks CSV)
+        self.file_faults: dict[str, str] = {}  # name -> a HOSTILE fault, every time
         self.client_id, self.client_secret = client_id, client_secret
         self.counts: Counter = Counter()       # per endpoint: token, track, batch, oembed, image
         self.track_hits: Counter = Counter()   # metadata requests per track id
@@ -106,9 +173,24 @@ class FakeSpotify:
         class Handler(_Handler):
             server_fake = fake
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        self._server = _Server(("127.0.0.1", port), Handler)
         host, bound = self._server.server_address[:2]
         self._url = f"http://{host}:{bound}"
+        if self.tls:
+            import ssl
+            import tempfile
+
+            cert, key = self_signed_cert(host)
+            folder = tempfile.mkdtemp(prefix="fake-spotify-tls-")
+            self.ca_file = f"{folder}/cert.pem"
+            with open(self.ca_file, "wb") as f:
+                f.write(cert)
+            with open(f"{folder}/key.pem", "wb") as f:
+                f.write(key)
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            ctx.load_cert_chain(self.ca_file, f"{folder}/key.pem")
+            self._server.socket = ctx.wrap_socket(self._server.socket, server_side=True)
+            self._url = f"https://{host}:{bound}"
         self._server.daemon_threads = True
         self._server.request_queue_size = 128
         threading.Thread(target=self._server.serve_forever, daemon=True,
@@ -148,7 +230,9 @@ class FakeSpotify:
         return {"SPOTIPY_CLIENT_ID": self.client_id, "SPOTIPY_CLIENT_SECRET": self.client_secret,
                 "COVERPOP_SPOTIFY_API_URL": self.api_url,
                 "COVERPOP_SPOTIFY_TOKEN_URL": self.token_url,
-                "COVERPOP_OEMBED_URL": self.oembed_url}
+                "COVERPOP_OEMBED_URL": self.oembed_url,
+                # the fake's covers live on 127.0.0.1: allowed by name (see covers/hosts.py)
+                "COVERPOP_ALLOWED_HOSTS": "127.0.0.1"}
 
     # ---- scripting ----------------------------------------------------------------------------
     def fault(self, track_id: str, kind: str, times: int | None = None) -> None:
@@ -164,6 +248,25 @@ class FakeSpotify:
         """Answer the n-th metadata request (1-based, counted over track and oEmbed) with a fault."""
         self._at_request[n] = kind
 
+    def reshape(self, track_id: str, mutate) -> None:
+        """Answer this track's metadata with `mutate(body)` (any JSON): a malformed answer."""
+        self._shapes[track_id] = mutate
+        self.fault(track_id, "shape")
+
+    def token_fault(self, kind: str | None, skip: int = 0, times: int | None = None) -> None:
+        """The token endpoint answers with a fault after `skip` good answers (None: no fault)."""
+        if kind is not None and kind not in TOKEN_FAULTS:
+            raise ValueError(f"unknown token fault {kind!r}")
+        self._token_faults = [] if kind is None else [kind, skip, times]
+
+    def revoke_after(self, n: int | None) -> None:
+        """Revoke every access token when the n-th API request arrives (a 401 mid-run)."""
+        self._revoke_after = n
+
+    def revoke_tokens(self) -> None:
+        with self._lock:
+            self._tokens.clear()
+
     def quota_after(self, n: int | None) -> None:
         """Every metadata request after the n-th gets 429 QUOTA_EXCEEDED (None: lift the quota)."""
         self._quota_after = n
@@ -174,6 +277,8 @@ class FakeSpotify:
             self._image_faults.clear()
             self._at_request.clear()
             self._quota_after = None
+            self._token_faults = []
+            self._revoke_after = None
 
     def reset_counts(self) -> None:
         with self._lock:
@@ -191,9 +296,10 @@ class FakeSpotify:
         return _hex("cover" + self.album_key(track_id), 24)
 
     def image_url(self, track_id: str, size: int) -> str:
+        query = f"?{self.image_query}" if self.image_query else ""
         if track_id in self.legacy:
-            return f"{self.url}/image/{self.image_id(track_id)}"
-        return f"{self.url}/image/{IMAGE_PREFIX}{SIZE_CODES[size]}{self.image_id(track_id)}"
+            return f"{self.url}/image/{self.image_id(track_id)}{query}"
+        return f"{self.url}/image/{IMAGE_PREFIX}{SIZE_CODES[size]}{self.image_id(track_id)}{query}"
 
     def track_json(self, track_id: str, images: bool = True) -> dict:
         key = self.album_key(track_id)
@@ -231,6 +337,20 @@ class FakeSpotify:
                 entry[1] = left - 1
             return kind
 
+    def _token_fault(self) -> str | None:
+        with self._lock:
+            if not self._token_faults:
+                return None
+            kind, skip, times = self._token_faults
+            if skip > 0:
+                self._token_faults[1] = skip - 1
+                return None
+            if times is not None:
+                if times <= 0:
+                    return None
+                self._token_faults[2] = times - 1
+            return kind
+
     def _metadata_fault(self, track_id: str) -> str | None:
         with self._lock:
             self._metadata_requests += 1
@@ -241,6 +361,15 @@ class FakeSpotify:
         if n in self._at_request:
             return self._at_request[n]
         return self._take(self._faults, track_id)
+
+
+class _Server(ThreadingHTTPServer):
+    def handle_error(self, request, client_address) -> None:
+        """A client that hangs up (a deadline, a stop) is part of the game: no traceback."""
+        import sys
+
+        if not isinstance(sys.exc_info()[1], ConnectionError | TimeoutError):
+            super().handle_error(request, client_address)
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -264,6 +393,74 @@ class _Handler(BaseHTTPRequestHandler):
         except (BrokenPipeError, ConnectionResetError):
             pass
 
+    def _trickle(self, body: bytes, ctype: str, headers_too: bool = False) -> None:
+        """Headers (or the status line itself) and then the body, one byte per interval."""
+        fake = self.server_fake
+        head = (f"HTTP/1.1 200 OK\r\nContent-Type: {ctype}\r\nContent-Length: {len(body)}\r\n"
+                "\r\n").encode()
+        if not headers_too:
+            self.wfile.write(head)
+            self.wfile.flush()
+            head = b""
+        self.close_connection = True
+        try:
+            for i in range(len(head) + len(body)):
+                self.wfile.write((head + body)[i:i + 1])
+                self.wfile.flush()
+                time.sleep(fake.trickle_interval)
+        except (BrokenPipeError, ConnectionResetError, OSError):
+            pass
+
+    def _cut(self, body: bytes, ctype: str) -> None:
+        """Announce the whole body, send two thirds of it, close: a transfer cut short."""
+        self.send_response(200)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body[: len(body) * 2 // 3])
+        self.wfile.flush()
+        self.close_connection = True
+
+    def _hostile(self, kind: str, body: bytes, ctype: str) -> None:
+        """The faults shared by every route (see HOSTILE)."""
+        fake = self.server_fake
+        if kind == "trickle":
+            return self._trickle(body, ctype)
+        if kind == "trickle_headers":
+            return self._trickle(body, ctype, headers_too=True)
+        if kind == "cut":
+            return self._cut(body, ctype)
+        if kind == "bomb":
+            return self._send(200, gzip_bomb(fake.bomb_mb), ctype, {"Content-Encoding": "gzip"})
+        if kind == "huge_declared":
+            self.send_response(200)
+            self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(400 * 10**9))
+            self.end_headers()
+            self.wfile.write(body[:100])
+            self.close_connection = True
+            return None
+        if kind == "redirect_loop":
+            return self._send(302, b"", "text/plain", {"Location": self.path})
+        if kind == "redirect_chain":   # a new URL every time: never a loop, never an end
+            n = int(parse_qs(urlsplit(self.path).query).get("hop", ["0"])[0]) + 1
+            base = re.sub(r"[?&]hop=\d+", "", self.path)
+            sep = "&" if "?" in base else "?"
+            return self._send(302, b"", "text/plain", {"Location": f"{base}{sep}hop={n}"})
+        if kind == "redirect_file":
+            return self._send(302, b"", "text/plain", {"Location": "file:///etc/passwd"})
+        if kind == "html":           # a captive portal answers everything with its login page
+            return self._send(200, PORTAL, "text/html; charset=utf-8")
+        if kind == "raw":            # anything at all, as HTTP or not
+            self.close_connection = True
+            self.wfile.write(fake.raw)
+            self.wfile.flush()
+            return None
+        if kind == "520":
+            return self._send(520, b"<html>Web server is returning an unknown error</html>",
+                              "text/html")
+        raise ValueError(kind)
+
     def _json(self, status: int, obj, headers: dict | None = None) -> None:
         self._send(status, json.dumps(obj).encode(), "application/json; charset=utf-8", headers)
 
@@ -284,8 +481,15 @@ class _Handler(BaseHTTPRequestHandler):
     def _metadata_fault_response(self, kind: str | None, api: bool) -> bool:
         """Send the response for a metadata fault; False when there is none to send."""
         fake = self.server_fake
-        if kind is None or kind == "no_images":
+        if kind is None or kind in ("no_images", "shape"):
             return False
+        if kind in HOSTILE:
+            self._hostile(kind, b'{"error": {"status": 200, "message": "' + b"x" * 200 + b'"}}',
+                          "application/json")
+            return True
+        if kind == "bad_gateway":     # a proxy's error body, not Spotify's shape
+            self._json(502, {"error": "Bad Gateway"})
+            return True
         if kind == "slow":
             time.sleep(fake.slow_seconds)
             return False                          # answers late, if anyone still listens
@@ -317,6 +521,24 @@ class _Handler(BaseHTTPRequestHandler):
             return self._error(404, "Not found")
         self._count("token")
         fake = self.server_fake
+        fault = fake._token_fault()
+        if fault == "500":
+            return self._json(500, {"error": "server_error"})
+        if fault == "html":
+            return self._send(200, PORTAL, "text/html; charset=utf-8")
+        if fault == "invalid_json":
+            return self._send(200, b'{"access_token": "BQ', "application/json")
+        if fault == "json_list":
+            return self._json(200, ["access_token", "BQxyz"])
+        if fault == "no_access_token":
+            return self._json(200, {"token_type": "Bearer", "expires_in": 3600})
+        if fault == "bad_expires":
+            return self._json(200, {"access_token": "BQ" + "x" * 40, "expires_in": "soon"})
+        if fault == "refuse":
+            return self._json(400, {"error": "invalid_client", "error_description": "Invalid"})
+        if fault == "trickle":
+            return self._trickle(json.dumps({"access_token": "BQ" + "y" * 40}).encode(),
+                                 "application/json")
         expected = base64.b64encode(f"{fake.client_id}:{fake.client_secret}".encode()).decode()
         if self.headers.get("Authorization") != f"Basic {expected}":
             return self._json(400, {"error": "invalid_client",
@@ -335,9 +557,16 @@ class _Handler(BaseHTTPRequestHandler):
         path, query = parts.path, parse_qs(parts.query)
         if path.startswith("/image/"):
             return self._image(path[len("/image/"):])
+        if path.startswith("/files/"):
+            return self._file(path[len("/files/"):])
         if path == "/oembed":
             return self._oembed(query.get("url", [""])[0])
         if path.startswith("/v1/"):
+            fake = self.server_fake
+            with fake._lock:
+                fake._api_requests += 1
+                if fake._revoke_after is not None and fake._api_requests == fake._revoke_after:
+                    fake._tokens.clear()
             if not self._authorised():
                 return self._error(401, "Invalid access token")
             if path in ("/v1/tracks", "/v1/tracks/"):
@@ -358,7 +587,10 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if len(track_id) != 22:
             return self._error(400, "Invalid base62 id")
-        self._json(200, self.server_fake.track_json(track_id, images=fault != "no_images"))
+        body = self.server_fake.track_json(track_id, images=fault != "no_images")
+        if fault == "shape":
+            body = self.server_fake._shapes[track_id](body)
+        self._json(200, body)
 
     def _batch(self, ids: str) -> None:
         self._count("batch")
@@ -374,11 +606,13 @@ class _Handler(BaseHTTPRequestHandler):
             if fault in ("429", "quota", "500", "502", "503", "slow"):
                 self._metadata_fault_response(fault, api=True)
                 return
-            tracks.append(None if fault == "404" else fake.track_json(tid, fault != "no_images"))
+            track = None if fault == "404" else fake.track_json(tid, fault != "no_images")
+            tracks.append(fake._shapes[tid](track) if fault == "shape" else track)
         self._json(200, {"tracks": tracks})
 
     def _oembed(self, url: str) -> None:
         self._count("oembed")
+        self._record_basic_auth()
         m = re.fullmatch(r"https://open\.spotify\.com/track/([0-9A-Za-z]{22})", url)
         if not m:
             return self._send(404, b"Not Found", "text/plain")
@@ -396,10 +630,29 @@ class _Handler(BaseHTTPRequestHandler):
             size = 640 if track_id in fake.legacy else 300
             body.update(thumbnail_url=fake.image_url(track_id, size),
                         thumbnail_width=size, thumbnail_height=size)
+        if fault == "shape":
+            body = fake._shapes[track_id](body)
         self._json(200, body)
+
+    def _file(self, name: str) -> None:
+        self._count("file")
+        fake = self.server_fake
+        if name not in fake.files:
+            return self._send(404, b"Not Found", "text/plain")
+        if name in fake.file_faults:
+            return self._hostile(fake.file_faults[name], fake.files[name], "text/csv")
+        self._send(200, fake.files[name], "text/csv")
+
+    def _record_basic_auth(self) -> None:
+        auth = self.headers.get("Authorization", "")
+        if auth.startswith("Basic "):
+            user = base64.b64decode(auth[6:]).decode(errors="replace").partition(":")[0]
+            with self.server_fake._lock:
+                self.server_fake.basic_auth[user] += 1
 
     def _image(self, name: str) -> None:
         self._count("image")
+        self._record_basic_auth()
         fake = self.server_fake
         m = re.fullmatch(rf"{IMAGE_PREFIX}([0-9a-f]{{4}})([0-9a-f]{{24}})", name)
         if m and m.group(1) in CODE_SIZES:
@@ -422,6 +675,11 @@ class _Handler(BaseHTTPRequestHandler):
             return self._send(500, b"", "text/plain")
         elif fault == "image_slow":
             time.sleep(fake.slow_seconds)
+        elif fault == "redirect_host":   # the same image, on a host that is not allowed
+            return self._send(302, b"", "text/plain", {
+                "Location": f"http://localhost:{self.server.server_address[1]}{self.path}"})
+        elif fault and fault.startswith("image_"):
+            return self._hostile(fault[len("image_"):], data, "image/jpeg")
         self._send(200, data, "image/jpeg", {"Cache-Control": "public, max-age=31536000"})
 
 
@@ -437,6 +695,7 @@ def main() -> None:
     print(fake.url, flush=True)
     for k, v in fake.env().items():
         print(f"export {k}={v}", flush=True)
+    print("ready", flush=True)
     try:
         threading.Event().wait()
     except KeyboardInterrupt:

@@ -3,6 +3,8 @@
 import sys
 from collections.abc import Callable
 
+from coverpop.core.redact import redact_text
+
 
 class CoverpopError(Exception):
     """Bad input or a state the user must fix; the message is one line naming the culprit."""
@@ -13,7 +15,7 @@ def run_stage(main: Callable[[], None]) -> None:
     try:
         main()
     except CoverpopError as err:
-        print(f"error: {err}", file=sys.stderr)
+        print(f"error: {redact_text(err)}", file=sys.stderr)   # no credential in any output
         sys.exit(1)
     except KeyboardInterrupt:
         print("interrupted: finished work is kept; run the stage again to resume", file=sys.stderr)

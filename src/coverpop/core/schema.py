@@ -92,11 +92,13 @@ class Scrape(Section):
     workers: int = key("covers fetched at once", ge=1)
     rate_limit: float = key("requests/s to the API or oEmbed, all workers together; 0 = no cap",
                             ge=0)
-    timeout: float = key("seconds per HTTP request", gt=0)
+    timeout: float = key("deadline of one whole HTTP request (connect, headers and body), seconds",
+                         gt=0)
     retries: int = key("more tries after a 5xx, timeout or dropped connection", ge=0)
     backoff: float = key("first backoff wait in seconds; doubles per try, 8 s at most", ge=0)
     max_retry_after: float = key("a 429 asking to wait longer (s), or QUOTA_EXCEEDED, stops the run",
                                  ge=0)
+    max_bytes: int = key("largest answer or image accepted, bytes after decompression", ge=1)
     batch: bool = key("spotify_api: 50 ids per request (extended-quota apps only)")
     url_column: str = key("url resolver: the column of image URLs", min_length=1)
     api_url: str = key("Spotify Web API base URL (env COVERPOP_SPOTIFY_API_URL wins)",
@@ -107,6 +109,9 @@ class Scrape(Section):
                           pattern=HTTP_URL)
     image_host: str = key("fetch covers from this scheme://host instead; env COVERPOP_IMAGE_HOST",
                           "empty (as given) or an http(s) URL", pattern=r"^(https?://\S+)?$")
+    allowed_hosts: list[str] = key(
+        "hosts covers are downloaded from (names, IPs, fnmatch patterns; '*' = any public host); "
+        "env COVERPOP_ALLOWED_HOSTS (comma-separated) wins")
     min_success: float = key("fail the stage when fewer covers than this share succeed",
                              ge=0, le=1)
     min_source_px: int = key("reject a downloaded image whose shorter side is below this (px); "

@@ -28,6 +28,7 @@ from tqdm import tqdm
 
 from coverpop.core.atomic import clean_dead_temps, write_bytes
 from coverpop.core.errors import CoverpopError
+from coverpop.core.redact import redact_text
 from coverpop.core.lock import exclusive
 from coverpop.covers.images import (BadImage, RejectedImage, check_source, downscale_cover,
                                     normalize_cover, sha256)
@@ -209,7 +210,7 @@ class Scraper:
             rec.__dict__.update(fields)
             rec.status = "ok"
         except CoverError as err:
-            rec.error, rec.retryable = str(err), err.retryable
+            rec.error, rec.retryable = redact_text(err), err.retryable   # no credential in outputs
         return asdict(rec)
 
     def _resize(self, old: dict) -> dict | None:

@@ -14,11 +14,12 @@ from pathlib import Path
 import pandas as pd
 
 from coverpop.core.errors import CoverpopError
+from coverpop.covers.settings import ScrapeSettings
 from coverpop.covers.types import CoverError, CoverRef, Resolver
 from coverpop.tracks import demo
 from coverpop.tracks.sources import local_images_dir
 
-# name -> factory(tracks, data_params, scrape_params, environ) -> Resolver
+# name -> factory(tracks, data_params, settings: ScrapeSettings, environ) -> Resolver
 Factory = Callable[[pd.DataFrame, dict, dict, dict], Resolver]
 RESOLVERS: dict[str, Factory] = {}
 
@@ -82,38 +83,38 @@ class LocalResolver:
             raise CoverError("unreadable_file", f"{ref.url}: {err.strerror}") from None
 
 
-# The network resolvers are imported when chosen: spotipy and requests cost start-up time.
+# The network resolvers are imported when chosen: requests and pydantic cost start-up time.
 
 @resolver("demo")
-def _demo(tracks, data_params, scrape_params, environ):
+def _demo(tracks, data_params, settings, environ):
     return DemoResolver(tracks)
 
 
 @resolver("local")
-def _local(tracks, data_params, scrape_params, environ):
+def _local(tracks, data_params, settings, environ):
     return LocalResolver(local_images_dir(data_params["local"]))
 
 
 @resolver("url")
-def _url(tracks, data_params, scrape_params, environ):
+def _url(tracks, data_params, settings, environ):
     from coverpop.covers.url_column import UrlResolver
-    column = scrape_params["url_column"]
+    column = settings.url_column
     if column not in tracks.columns:
         raise CoverpopError(f"params.yaml: scrape.url_column={column!r} is not a column of the "
                             f"tracks table (has: {', '.join(tracks.columns)})")
-    return UrlResolver.from_params(scrape_params, environ)
+    return UrlResolver.from_settings(settings, environ)
 
 
 @resolver("oembed")
-def _oembed(tracks, data_params, scrape_params, environ):
+def _oembed(tracks, data_params, settings, environ):
     from coverpop.covers.oembed import OEmbedResolver
-    return OEmbedResolver.from_params(scrape_params, environ)
+    return OEmbedResolver.from_settings(settings, environ)
 
 
 @resolver("spotify_api")
-def _spotify_api(tracks, data_params, scrape_params, environ):
+def _spotify_api(tracks, data_params, settings, environ):
     from coverpop.covers.spotify import SpotifyApiResolver
-    return SpotifyApiResolver.from_params(scrape_params, environ)
+    return SpotifyApiResolver.from_settings(settings, environ)
 
 
 def auto_resolver(source: str, environ=os.environ) -> str:
@@ -126,9 +127,11 @@ def auto_resolver(source: str, environ=os.environ) -> str:
     return "spotify_api" if has_keys else "oembed"
 
 
-def make_resolver(name: str, tracks: pd.DataFrame, data_params: dict,
-                  scrape_params: dict | None = None, environ=os.environ) -> Resolver:
-    """`scrape.resolver` (checked by the params schema) -> a ready resolver."""
+def make_resolver(settings: ScrapeSettings, tracks: pd.DataFrame, data_params: dict,
+                  environ=os.environ) -> Resolver:
+    """The resolver `settings.resolver` names (checked by the params schema; `auto` resolved
+    against data.source)."""
+    name = settings.resolver
     if name == "auto":
         name = auto_resolver(data_params["source"], environ)
-    return RESOLVERS[name](tracks, data_params, scrape_params or {}, environ)
+    return RESOLVERS[name](tracks, data_params, settings, environ)

@@ -1,11 +1,17 @@
-"""The `url` resolver: covers from a column of image URLs in the tracks table (plain HTTP)."""
+"""The `url` resolver: covers from a column of image URLs in the tracks table (plain HTTP).
+
+The URLs are data, not configuration, so they obey `scrape.allowed_hosts` like URLs from an
+answer: Spotify's CDN by default; add your own image host there (or '*' for any public host).
+"""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 
 from coverpop.covers import http
 from coverpop.covers.cdn import cover_id_from_url, sized_url
+from coverpop.covers.settings import ScrapeSettings
 from coverpop.covers.types import CoverError, CoverRef
 
 
@@ -15,30 +21,29 @@ class UrlResolver:
 
     name = "url"
 
-    def __init__(self, *, column: str = "image_url", size: int = 300, timeout: float = 10.0,
-                 workers: int = 16, image_host: str = "", policy: http.RetryPolicy | None = None,
-                 limiter: http.RateLimiter | None = None):
-        self.column, self.size, self.timeout, self.image_host = column, size, timeout, image_host
-        self.policy = policy or http.RetryPolicy()
-        self.limiter = limiter or http.RateLimiter()
-        self.session = http.make_session(workers)
+    def __init__(self, settings: ScrapeSettings):
+        self.settings, self.size, self.column = settings, settings.size, settings.url_column
+        self.net = http.Fetcher(settings)
 
     @classmethod
-    def from_params(cls, scrape: dict, environ=os.environ, workers: int | None = None
-                    ) -> UrlResolver:
-        return cls(column=scrape.get("url_column", "image_url"),
-                   image_host=http.setting(scrape, "image_host", "COVERPOP_IMAGE_HOST", "", environ),
-                   size=int(scrape.get("size", 300)), timeout=float(scrape.get("timeout", 10)),
-                   workers=workers or int(scrape.get("workers", 16)),
-                   policy=http.policy_from_params(scrape), limiter=http.limiter_from_params(scrape))
+    def from_settings(cls, settings: ScrapeSettings, environ: Mapping = os.environ) -> UrlResolver:
+        return cls(settings)
+
+    @classmethod
+    def from_params(cls, scrape: Mapping, environ: Mapping = os.environ) -> UrlResolver:
+        return cls(ScrapeSettings.from_params(scrape, environ))
 
     def resolve(self, row: dict) -> CoverRef:
-        url = str(row.get(self.column) or "").strip()
-        if not url.startswith(("http://", "https://")):
+        value = row.get(self.column)
+        url = value.strip() if isinstance(value, str) else ""
+        if not url.lower().startswith(("http://", "https://")):
             raise CoverError("no_image", f"column '{self.column}' holds no http(s) URL")
         return CoverRef(cover_id=cover_id_from_url(url),
-                        url=http.rehost(sized_url(url, self.size), self.image_host))
+                        url=http.image_url(sized_url(url, self.size), self.settings.image_host))
 
     def fetch(self, ref: CoverRef) -> bytes:
-        return http.get_cover_bytes(self.session, ref.url, timeout=self.timeout, policy=self.policy,
-                            limiter=self.limiter)
+        # A user's own image host has no rate cap of its own: scrape.rate_limit applies here.
+        return self.net.cover_bytes(ref.url, limiter=self.net.limiter)
+
+    def stop(self, message: str) -> None:
+        self.net.stop(message)

@@ -1,0 +1,73 @@
+"""Where cover images may be downloaded from.
+
+Image URLs come from answers (the API, oEmbed) or from a column of the tracks table, so they are
+not trusted: only hosts in `scrape.allowed_hosts` are fetched (by default Spotify's image CDN),
+at every redirect hop too. An entry is a host name or IP (`i.scdn.co`), a pattern
+(`image-cdn-*.spotifycdn.com`), or `*` for any host. A host reached through a pattern must be a
+public address: loopback, private, link-local and other special ranges are refused when the
+connection is made (so DNS tricks do not get round it). A host named exactly, and the mirror in
+`scrape.image_host`, are the user's explicit choice and are fetched wherever they point.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable
+from fnmatch import fnmatchcase
+from urllib.parse import urlsplit
+
+from coverpop.core.redact import redact_url
+from coverpop.covers.types import CoverError
+
+SCHEMES = ("http", "https")
+
+
+def is_public(ip: str) -> bool:
+    addr = ipaddress.ip_address(ip.split("%")[0])       # drop an IPv6 zone id
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped:
+        addr = addr.ipv4_mapped
+    return addr.is_global and not addr.is_multicast
+
+
+def refuse_private(ip: str) -> None:
+    """A guard's peer check: raise for a connection to a non-public address."""
+    if not is_public(ip):
+        raise CoverError("private_address",
+                         f"refused to fetch from {ip}, a private or loopback address (name the "
+                         "host exactly in scrape.allowed_hosts to allow it)", retryable=True)
+
+
+def host_of(url: str) -> str:
+    return (urlsplit(url).hostname or "").rstrip(".").lower()
+
+
+# host_not_allowed and private_address depend on scrape.allowed_hosts, not on the track: they are
+# marked retryable so that a later run, with the list changed, asks again (the check is free).
+
+
+class HostPolicy:
+    """Decides, per URL, whether it may be fetched and whether its address must be public."""
+
+    def __init__(self, allowed: Iterable[str], trusted: Iterable[str] = ()):
+        allowed = [str(h).strip().rstrip(".").lower() for h in allowed if str(h).strip()]
+        self.exact = {h for h in allowed if not any(c in h for c in "*?[")}
+        self.exact |= {h.rstrip(".").lower() for h in trusted if h}
+        self.patterns = [h for h in allowed if any(c in h for c in "*?[")]
+
+    def check(self, url: str) -> bool:
+        """Raise CoverError when `url` may not be fetched; return True when its address must be
+        checked to be public (the host matched a pattern, not an exact entry)."""
+        parts = urlsplit(url)
+        if parts.scheme.lower() not in SCHEMES:
+            raise CoverError("bad_scheme", f"refused to fetch {redact_url(url)[:200]}: only "
+                                           "http and https are fetched")
+        host = host_of(url)
+        if not host:
+            raise CoverError("bad_url", f"{redact_url(url)[:200]} names no host")
+        if host in self.exact:
+            return False
+        if any(fnmatchcase(host, p) for p in self.patterns):
+            return True
+        raise CoverError("host_not_allowed",
+                         f"{host} is not in scrape.allowed_hosts (add it for a mirror, or '*' for "
+                         "any public host)", retryable=True)
