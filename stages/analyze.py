@@ -9,6 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 from coverpop.analyze import report as analysis
+from coverpop.analyze.features import FEATURES
 from coverpop.core.atomic import write_csv, write_json
 from coverpop.core.errors import CoverpopError, run_stage
 from coverpop.core.params import load_params, stage_paths
@@ -28,7 +29,7 @@ def main() -> None:
                                          int(params["seed"]), tuple(p["adjust_for"]))
 
     keep = [c for c in ("track_id", "cover_id", "file", "split", "popularity") if c in table]
-    write_csv(args.features_out, table[keep + ["face", *analysis.FEATURES]])
+    write_csv(args.features_out, table[keep + ["face", *FEATURES]])
     write_json(args.metrics_out, metrics)
     plots = Path(args.plots_dir)
     write_json(plots / "report.json", report)
