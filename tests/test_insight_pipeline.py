@@ -72,7 +72,8 @@ def test_bad_analyze_param_is_one_line(analyzed_repo):
     finally:
         set_params(analyzed_repo, {"analyze.splits": ["train", "val", "test"]})
     assert proc.returncode != 0
-    assert "error: params.yaml: analyze.splits has ['holdout']" in proc.stderr
+    assert "error: params.yaml: analyze.splits=['train', 'holdout'] must be a list of train, val, test" \
+        in proc.stderr
     assert "Traceback" not in proc.stderr
 
 
