@@ -19,7 +19,8 @@ def fetch_tracks(data_params: dict) -> pd.DataFrame:
     source = one_of(data_params.get("source"), SOURCES, "data.source")
     if source == "demo":
         p = data_params.get("demo", {})
-        df = demo.make_tracks(n_albums=int(p.get("n_albums", 2000)), seed=int(p.get("seed", 0)))
+        df = demo.make_tracks(n_albums=int(p.get("n_albums", 2000)), seed=int(p.get("seed", 0)),
+                              effects=str(p.get("effects", "strong")))
         return validate_tracks(df, "demo")
     if source == "local":
         return _local(data_params)
