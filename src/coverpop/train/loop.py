@@ -38,6 +38,7 @@ from coverpop.train.pretrained import Weights, parse_pretrained, resolve_weights
 
 LOSSES = ("mse", "huber", "l1")
 SCHEDULES = ("cosine", "constant")
+HEADS = ("sgd", "ridge")
 HUBER_DELTA = 0.1  # on the 0–1 scale: errors past 10 popularity points count linearly
 
 
@@ -57,6 +58,7 @@ class TrainConfig:
     lr_schedule: str = "cosine"     # cosine | constant, after a linear warmup
     warmup_epochs: float = 1.0
     freeze_backbone: bool = False   # train the head only (cached embeddings when augment is off)
+    head: str = "sgd"               # sgd (this loop) | ridge (closed-form probe: train/probe.py)
     head_hidden: int = 0            # 0 = linear head, else an MLP with this many hidden units
     output: str = "sigmoid"         # sigmoid (bounded 0–100) | linear
     loss: str = "mse"               # mse | huber | l1
@@ -89,6 +91,7 @@ class TrainConfig:
         one_of(self.output, OUTPUTS, "train.output")
         one_of(self.loss, LOSSES, "train.loss")
         one_of(self.lr_schedule, SCHEDULES, "train.lr_schedule")
+        one_of(self.head, HEADS, "train.head")
         self.pretrained = parse_pretrained(self.pretrained)
         for name in ("image_size", "epochs", "batch_size"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
