@@ -138,3 +138,24 @@ def test_ridge_needs_a_frozen_plain_linear_head(kw, match):
 def test_head_is_a_checked_param():
     with pytest.raises(CoverpopError, match="train.head='lasso' is not one of sgd, ridge"):
         TrainConfig.from_params({"train": {"head": "lasso"}})
+
+
+def test_frozen_sgd_head_steps_at_frozen_lr():
+    """The SGD head on a frozen backbone steps at train.frozen_lr (a head alone overfits at
+    train.lr within an epoch); a full fine-tune keeps train.lr."""
+    from coverpop.train.data import resolve_normalization
+    from coverpop.train.loop import fit
+    from coverpop.train.pretrained import resolve_weights
+
+    data = probe_data()
+    w = resolve_weights("test_resnet", False)
+    mean, std = resolve_normalization("imagenet", (w.mean, w.std))
+    common = dict(model="test_resnet", image_size=32, epochs=1, batch_size=16, progress=False,
+                  warmup_epochs=0, lr_schedule="constant", augment=False, lr=1e-2,
+                  frozen_lr=3e-4, blank_baseline=False)
+    frozen = fit(TrainConfig(**common, freeze_backbone=True).validated(), data, w, mean, std)
+    full = fit(TrainConfig(**common).validated(), data, w, mean, std)
+    assert frozen.history[0]["lr"] == pytest.approx(3e-4)
+    assert full.history[0]["lr"] == pytest.approx(1e-2)
+    with pytest.raises(CoverpopError, match="train.frozen_lr=0"):
+        TrainConfig.from_params({"train": {"frozen_lr": 0}})

@@ -59,6 +59,7 @@ class TrainConfig:
     warmup_epochs: float = 1.0
     freeze_backbone: bool = False   # train the head only (cached embeddings when augment is off)
     head: str = "sgd"               # sgd (this loop) | ridge (closed-form probe: train/probe.py)
+    frozen_lr: float = 5e-5         # lr of the SGD head when freeze_backbone (train.lr otherwise)
     head_hidden: int = 0            # 0 = linear head, else an MLP with this many hidden units
     output: str = "sigmoid"         # sigmoid (bounded 0–100) | linear
     loss: str = "mse"               # mse | huber | l1
@@ -104,6 +105,8 @@ class TrainConfig:
         if self.lr <= 0 or self.warmup_epochs < 0 or self.weight_decay < 0:
             raise CoverpopError("params.yaml: train.lr must be > 0, warmup_epochs and "
                                 "weight_decay >= 0")
+        if self.frozen_lr <= 0:
+            raise CoverpopError(f"params.yaml: train.frozen_lr={self.frozen_lr!r} must be > 0")
         return self
 
 
@@ -239,7 +242,9 @@ def fit(cfg: TrainConfig, data: CoverTensors, weights: Weights, mean, std, live=
     steps_per_epoch = max(1, n_local // per_rank if n_local % per_rank < 2 else -(-n_local // per_rank))
     total_steps = steps_per_epoch * cfg.epochs
     trainable = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(trainable, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    # a head alone (frozen backbone) on 1,000-odd covers overfits within an epoch at train.lr
+    opt = torch.optim.AdamW(trainable, lr=cfg.frozen_lr if cfg.freeze_backbone else cfg.lr,
+                            weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(cfg, steps_per_epoch, total_steps))
     criterion = loss_fn(cfg.loss)
 
