@@ -1,8 +1,8 @@
 import io
 
 import numpy as np
-from scipy.stats import spearmanr
 from PIL import Image
+from scipy.stats import spearmanr
 
 from coverpop.tracks import demo
 from coverpop.tracks.tables import KAGGLE_COLUMNS, validate_tracks

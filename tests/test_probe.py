@@ -150,9 +150,9 @@ def test_frozen_sgd_head_steps_at_frozen_lr():
     data = probe_data()
     w = resolve_weights("test_resnet", False)
     mean, std = resolve_normalization("imagenet", (w.mean, w.std))
-    common = dict(model="test_resnet", image_size=32, epochs=1, batch_size=16, progress=False,
-                  warmup_epochs=0, lr_schedule="constant", augment=False, lr=1e-2,
-                  frozen_lr=3e-4, blank_baseline=False)
+    common = {"model": "test_resnet", "image_size": 32, "epochs": 1, "batch_size": 16,
+              "progress": False, "warmup_epochs": 0, "lr_schedule": "constant",
+              "augment": False, "lr": 1e-2, "frozen_lr": 3e-4, "blank_baseline": False}
     frozen = fit(TrainConfig(**common, freeze_backbone=True).validated(), data, w, mean, std)
     full = fit(TrainConfig(**common).validated(), data, w, mean, std)
     assert frozen.history[0]["lr"] == pytest.approx(3e-4)

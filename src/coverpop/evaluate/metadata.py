@@ -30,8 +30,8 @@ from coverpop.core.metrics import gain_ci, regression_metrics
 from coverpop.train import embeddings
 from coverpop.train.data import digest, load_split
 from coverpop.train.loop import TrainConfig
-from coverpop.train.probe import RidgeFit, frozen_features, ridge_cv
 from coverpop.train.pretrained import resolve_weights
+from coverpop.train.probe import RidgeFit, frozen_features, ridge_cv
 
 METADATA_COLUMNS = ("genre", "year")
 GAIN_METRICS = ("mae", "rmse", "r2", "spearman")
@@ -149,7 +149,7 @@ def cover_value_report(y: np.ndarray, value: CoverValue, n_boot: int, seed: int
                 "cover_added_value": {"spearman": gains["spearman"]}}
     detail = {
         "metadata_columns": value.columns,
-        "cover_features": int(len(value.fused_fit.coef)),
+        "cover_features": len(value.fused_fit.coef),
         "metadata_only": {**meta_m, "alpha": value.meta_fit.alpha},
         "model_with_metadata": {**fused_m, "alpha_covers": value.fused_fit.alpha,
                                 "alpha_metadata": value.meta_fit.alpha},
