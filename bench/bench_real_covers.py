@@ -130,7 +130,7 @@ def run_recipe(ws: Path, name: str, sets: list[str], cache: Path) -> dict:
     slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
     run = ws / "runs" / slug
     done = run / "run.json"
-    if done.is_file():
+    if done.is_file() and json.loads(done.read_text())["sets"] == sets:
         return json.loads(done.read_text())
     run.mkdir(parents=True, exist_ok=True)
     params = apply(yaml.safe_load((ws / "params.yaml").read_text()), sets)

@@ -159,3 +159,19 @@ def test_frozen_sgd_head_steps_at_frozen_lr():
     assert full.history[0]["lr"] == pytest.approx(1e-2)
     with pytest.raises(CoverpopError, match="train.frozen_lr=0"):
         TrainConfig.from_params({"train": {"frozen_lr": 0}})
+
+
+def test_train_stage_with_head_ridge_writes_a_linear_checkpoint(tmp_path):
+    """stages/train.py with train.head=ridge: the probe, its metrics and the usual checkpoint."""
+    from test_train_stage import make_workspace, read_metrics, run_stage
+
+    root = make_workspace(tmp_path, n=40, model="test_resnet", freeze_backbone=True,
+                          head="ridge")
+    proc = run_stage(root)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "train: ridge probe, alpha" in proc.stdout
+    ckpt = torch.load(root / "models" / "model.pt", map_location="cpu", weights_only=False)
+    assert ckpt["output"] == "linear" and ckpt["probe"]["folds"] == 5
+    m = read_metrics(root)
+    assert {"val", "best", "blank_baseline"} <= set(m) and "spearman" in m["best"]["val"]
+    assert (root / "metrics" / "train" / "plots" / "images" / "first_batch.png").is_file()
