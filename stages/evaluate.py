@@ -13,6 +13,12 @@ from coverpop.evaluate.baselines import (
     mean_baseline,
     random_baseline,
 )
+from coverpop.evaluate.metadata import (
+    cover_features,
+    cover_value_report,
+    fit_cover_value,
+    metadata_columns,
+)
 from coverpop.evaluate.report import gallery, predictions_frame
 from coverpop.evaluate.saliency import explain_test_covers
 from coverpop.train.checkpoint import load_predictor
@@ -29,11 +35,12 @@ def main() -> None:
     rows = pd.read_csv(args.split)
     train, test = rows[rows["split"] == "train"], rows[rows["split"] == "test"]
     predictor = load_predictor(args.model)
-    predicted = predictor.predict_uint8(load_images(test["file"].tolist(), predictor.image_size))
+    test_images = load_images(test["file"].tolist(), predictor.image_size)
+    predicted = predictor.predict_uint8(test_images)
     y = test["popularity"].to_numpy()
 
     baselines = {"mean": mean_baseline(train, test), "random": random_baseline(train, test, seed)}
-    genre_year = genre_year_baseline(train, test)
+    genre_year = genre_year_baseline(train, test, seed)
     if genre_year is not None:
         baselines["genre_year"] = genre_year
     report = {"test_covers": len(test), "model": regression_metrics(y, predicted)}
@@ -42,9 +49,20 @@ def main() -> None:
     for name, base in baselines.items():
         report[f"gain_vs_{name}"] = {m: gain_ci(y, predicted, base, m, int(e["bootstrap"]), seed)
                                      for m in GAIN_METRICS}
+    plots = Path(args.plots_dir)
+    # Does the cover add anything to genre and year? Ridge on metadata vs cover features + metadata.
+    if metadata_columns(train):
+        x_train, x_test = cover_features(predictor, args.split, test_images)
+        value = fit_cover_value(train, test, x_train, x_test, seed)
+        headline, detail = cover_value_report(y, value, int(e["bootstrap"]), seed)
+        report.update(headline)
+        write_json(plots / "metadata.json", detail)
+    else:
+        (plots / "metadata.json").unlink(missing_ok=True)
+        print("evaluate: the tracks have no genre or year column: metadata_only, "
+              "model_with_metadata and cover_added_value skipped")
     write_json(args.metrics_out, report)
 
-    plots = Path(args.plots_dir)
     write_csv(plots / "predictions.csv", predictions_frame(test, predicted))
     gallery(test, predicted, plots / "gallery.png", per_row=int(e["gallery"]))
     # insight: where the model looks on its best- and worst-predicted covers (Grad-CAM)
@@ -54,6 +72,11 @@ def main() -> None:
     print(f"evaluate: MAE {m['mae']:.2f}  RMSE {m['rmse']:.2f}  R² {m['r2']:.3f}  "
           f"Spearman {m['spearman']:.3f} (vs mean: +{g['value']:.3f}, 95% CI "
           f"{g['ci_low']:.3f}..{g['ci_high']:.3f}) -> {args.metrics_out}")
+    if "cover_added_value" in report:
+        v = report["cover_added_value"]["spearman"]
+        print(f"evaluate: genre + year Spearman {report['metadata_only']['spearman']:.3f}, with the "
+              f"cover {report['model_with_metadata']['spearman']:.3f} (added: {v['value']:+.3f}, "
+              f"95% CI {v['ci_low']:+.3f}..{v['ci_high']:+.3f})")
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ from coverpop.train import distributed as dist
 from coverpop.train.checkpoint import save_checkpoint
 from coverpop.train.data import load_split
 from coverpop.train.loop import TrainConfig, run
+from coverpop.train.probe import run_probe
 
 
 def main() -> None:
@@ -25,7 +26,8 @@ def main() -> None:
         data, _ = dist.main_first(lambda: load_split(args.split, cfg.image_size,
                                                      progress=cfg.progress))
         live = Live(args.live_dir, dvcyaml=None, save_dvc_exp=False) if dist.is_main() else None
-        result, blank, meta = run(cfg, data, live=live)
+        # train.head=ridge: the closed-form probe on frozen embeddings instead of the SGD loop
+        result, blank, meta = (run_probe if cfg.head == "ridge" else run)(cfg, data, live=live)
         if live is None:
             return
         live.summary.update({"best_epoch": meta["best_epoch"],
@@ -35,7 +37,8 @@ def main() -> None:
             live.summary["blank_baseline"] = {"val": blank.val}
         live.end()
         save_checkpoint(args.model_out, result.model, **meta)
-        line = f"train: best epoch {meta['best_epoch']}"
+        line = (f"train: ridge probe, alpha {meta['probe']['alpha']:.3g}" if "probe" in meta
+                else f"train: best epoch {meta['best_epoch']}")
         if result.val:
             line += f" (val MAE {result.val['mae']:.2f}, Spearman {result.val['spearman']:.3f}"
             if blank is not None:

@@ -2,6 +2,7 @@ import io
 
 import numpy as np
 from PIL import Image
+from scipy.stats import spearmanr
 
 from coverpop.tracks import demo
 from coverpop.tracks.tables import KAGGLE_COLUMNS, validate_tracks
@@ -52,3 +53,30 @@ def test_face_and_saturation_are_visible():
     grey = np.asarray(demo.render_cover({**base, "demo_saturation": 0.0}).convert("HSV"))
     vivid = np.asarray(demo.render_cover(base).convert("HSV"))
     assert vivid[..., 1].mean() > grey[..., 1].mean() + 100
+
+
+def test_weak_demo_plants_cover_effects_as_weak_as_real_ones():
+    """`effects: weak`: the planted cover truth ranks popularity at about 0.1 (real covers:
+    0.06-0.08), genre + year far better (real: 0.43), a face worth a couple of points, ~30 %
+    zeros; the covers are the very same as the strong demo's."""
+    weak, strong = demo.make_tracks(3000, seed=0, effects="weak"), demo.make_tracks(3000, seed=0)
+    art = ["album_id", "demo_face", "demo_saturation", "demo_text", "demo_hue", "demo_seed"]
+    assert weak[art].equals(strong[art])
+    e = demo.EFFECTS["weak"]
+    albums = weak.drop_duplicates("album_id")
+    y = albums["popularity"]
+    cover = e.face * albums["demo_face"] + e.saturation * albums["demo_saturation"] \
+        + e.text * albums["demo_text"]
+    meta = e.genre_scale * albums["genre"].map(demo.GENRE_EFFECT) + e.year_slope * albums["year"]
+    rho_cover, rho_meta = spearmanr(cover, y).statistic, spearmanr(meta, y).statistic
+    assert 0.05 < rho_cover < 0.2, rho_cover
+    assert 0.3 < rho_meta < 0.55 and rho_meta > 2.5 * rho_cover, rho_meta
+    face = albums.groupby("demo_face")["popularity"].mean()
+    assert 0.5 < face[1] - face[0] < 6
+    assert 0.2 < (y == 0).mean() < 0.45
+    # the strong demo's covers decide far more
+    albums = strong.drop_duplicates("album_id")
+    s = demo.EFFECTS["strong"]
+    cover = s.face * albums["demo_face"] + s.saturation * albums["demo_saturation"] \
+        + s.text * albums["demo_text"]
+    assert spearmanr(cover, albums["popularity"]).statistic > 0.5

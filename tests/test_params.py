@@ -117,7 +117,7 @@ def test_checks_across_keys_of_a_section(tmp_path):
 @pytest.mark.parametrize("key, line", [
     ("train.epoch", "train.epoch is not a train param (known: epochs, batch_size, "),
     ("scrape.timout", "scrape.timout is not a scrape param (known: resolver, size, "),
-    ("data.demo.n_album", "data.demo.n_album is not a data.demo param (known: n_albums, seed)"),
+    ("data.demo.n_album", "data.demo.n_album is not a data.demo param (known: n_albums, seed, effects)"),
     ("modle", "modle is not a known param (known: model, pretrained, "),
 ])
 def test_unknown_keys_are_typos(key, line, tmp_path):

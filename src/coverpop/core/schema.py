@@ -47,6 +47,8 @@ class Section(BaseModel):
 class Demo(Section):
     n_albums: int = key("synthetic albums to make (about 2.3 tracks each)", ge=1)
     seed: int = key("seed of the synthetic albums and covers", ge=0)
+    effects: Literal["strong", "weak"] = key(
+        "strong: covers matter a lot (checks the machinery); weak: as weak as real covers")
 
 
 class Local(Section):
@@ -152,6 +154,8 @@ class Train(Section):
     epochs: int = key("passes over the train split", ge=1)
     batch_size: int = key("global batch: split across torchrun processes", ge=1)
     lr: float = key("peak learning rate (AdamW)", gt=0)
+    frozen_lr: float = key("learning rate when freeze_backbone: true (a head alone on ~1,000 "
+                           "covers overfits at lr within an epoch)", gt=0)
     weight_decay: float = key("AdamW weight decay", ge=0)
     lr_schedule: Literal[SCHEDULES] = key("after the warmup")
     warmup_epochs: float = key("linear warmup, in epochs", ge=0)
@@ -159,6 +163,9 @@ class Train(Section):
     loss: Literal[LOSSES] = key("training loss")
     head_hidden: int = key("0 = linear head; n = MLP with n hidden units", ge=0)
     freeze_backbone: bool = key("train the head only (embeddings cached when augment is off)")
+    head: Literal["sgd", "ridge"] = key(
+        "sgd: the training loop; ridge: closed-form ridge on frozen embeddings, penalty by 5-fold "
+        "CV on train (needs freeze_backbone: true, augment: false; output is then linear)")
     augment: bool = key("random resized crop + horizontal flip")
     early_stopping: int = key("patience in epochs on val loss; 0 = off", ge=0)
     overfit_batches: int = key("sanity check: train on this many fixed batches only; 0 = off",

@@ -4,21 +4,62 @@ Popularity depends on what is visible on the cover (a face, colour saturation, a
 on genre and year, and on noise, with many zeros like the real data. Albums hold several tracks
 that share a cover, and a few albums re-use another album's art (an exact copy or a re-encoded,
 resized one) so the dedupe stage has real work. The `demo_*` columns record the planted truth.
+
+Two strengths (`data.demo.effects`): `strong` (the default) plants cover effects a model must find
+by a wide margin, to check the machinery; `weak` plants them as weak as real covers show them
+(covers alone worth a Spearman of about 0.1, genre and year far stronger, a face worth a couple
+of points), to choose and test a recipe under realistic difficulty. The covers themselves are
+drawn the same way in both: only how popularity follows from them differs.
 """
 
 import colorsys
 import io
+from dataclasses import dataclass
 from functools import cache
 
 import numpy as np
 import pandas as pd
 from PIL import Image, ImageDraw, ImageFilter, ImageFont, ImageOps
 
+
 GENRES = ["pop", "hip-hop", "rock", "dance", "indie", "jazz", "classical", "metal", "country",
           "ambient", "k-pop", "techno"]
 GENRE_EFFECT = dict(zip(GENRES, [8, 6, 2, 4, 0, -4, -6, -3, 1, -5, 5, -1]))
-# Planted effects, in popularity points (before the zero-inflation).
-FACE_EFFECT, SATURATION_EFFECT, TEXT_EFFECT = 20.0, 16.0, 9.0
+
+
+@dataclass(frozen=True)
+class Effects:
+    """How popularity follows from an album, in popularity points (before the zero-inflation):
+    quality = face + saturation·s + text + genre_scale·GENRE_EFFECT + year_slope·(year − 2000)
+    + offset + N(0, album_noise); a track adds N(0, track_noise) and is 0 with probability
+    1 / (1 + exp((latent − zero_centre) / zero_width))."""
+
+    face: float
+    saturation: float     # for saturation 1 (0 = grey)
+    text: float
+    genre_scale: float
+    year_slope: float
+    offset: float
+    album_noise: float
+    track_noise: float
+    zero_centre: float
+    zero_width: float
+
+
+EFFECTS = {
+    # covers decide a lot: a model that learns from pixels must beat the mean by a wide margin
+    "strong": Effects(face=20.0, saturation=16.0, text=9.0, genre_scale=1.0, year_slope=0.4,
+                      offset=8.0, album_noise=6.0, track_noise=5.0, zero_centre=22.0,
+                      zero_width=5.0),
+    # as weak as real covers: oracle Spearman of the cover truth about 0.1, genre + year about
+    # 0.4, a face +2 points, about 30 % zeros among the kept covers (calibrated: see
+    # docs/realcovers-notes.md)
+    "weak": Effects(face=2.5, saturation=4.0, text=2.0, genre_scale=1.2, year_slope=0.5,
+                    offset=14.0, album_noise=11.0, track_noise=6.0, zero_centre=18.0,
+                    zero_width=5.0),
+}
+FACE_EFFECT, SATURATION_EFFECT, TEXT_EFFECT = (EFFECTS["strong"].face, EFFECTS["strong"].saturation,
+                                               EFFECTS["strong"].text)
 ALPHABET = np.array(list("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"))
 
 
@@ -27,8 +68,13 @@ def _spotify_ids(rng: np.random.Generator, n: int) -> list[str]:
     return ["".join(row) for row in rng.choice(ALPHABET, size=(n, 22))]
 
 
-def make_tracks(n_albums: int = 2000, seed: int = 0) -> pd.DataFrame:
-    """A deterministic tracks table: Kaggle columns, album_id/album_name and the demo_* truth."""
+def make_tracks(n_albums: int = 2000, seed: int = 0,
+                effects: str | Effects = "strong") -> pd.DataFrame:
+    """A deterministic tracks table: Kaggle columns, album_id/album_name and the demo_* truth.
+    `effects`: a name in EFFECTS or an Effects; the covers do not depend on it."""
+    if isinstance(effects, str):
+        effects = EFFECTS[effects]   # the params schema checked the name
+    e = effects
     rng = np.random.default_rng(seed)
     n_artists = max(1, n_albums // 3)
     artist_genre = rng.choice(GENRES, size=n_artists)
@@ -58,15 +104,16 @@ def make_tracks(n_albums: int = 2000, seed: int = 0) -> pd.DataFrame:
     albums["artist_name"] = [f"Demo Artist {a:04d}" for a in albums["artist"]]
     albums["album_name"] = [f"Demo Album {i:05d}" for i in range(n_albums)]
     albums["quality"] = (
-        FACE_EFFECT * albums["demo_face"] + SATURATION_EFFECT * albums["demo_saturation"]
-        + TEXT_EFFECT * albums["demo_text"] + albums["genre"].map(GENRE_EFFECT)
-        + 0.4 * (albums["year"] - 2000) + rng.normal(0, 6, n_albums) + 8)
+        e.face * albums["demo_face"] + e.saturation * albums["demo_saturation"]
+        + e.text * albums["demo_text"] + e.genre_scale * albums["genre"].map(GENRE_EFFECT)
+        + e.year_slope * (albums["year"] - 2000) + rng.normal(0, e.album_noise, n_albums)
+        + e.offset)
 
     tracks = albums.loc[albums.index.repeat(1 + rng.poisson(1.3, n_albums))].reset_index(drop=True)
     n = len(tracks)
-    latent = tracks["quality"] + rng.normal(0, 5, n)
-    # Zero-inflation: weaker tracks are more often at popularity 0 (about 40 % overall).
-    zero = rng.random(n) < 1 / (1 + np.exp((latent - 22) / 5))
+    latent = tracks["quality"] + rng.normal(0, e.track_noise, n)
+    # Zero-inflation: weaker tracks are more often at popularity 0 (about 40 % overall, strong).
+    zero = rng.random(n) < 1 / (1 + np.exp((latent - e.zero_centre) / e.zero_width))
     tracks["popularity"] = np.where(zero, 0, np.clip(np.round(latent), 0, 100)).astype(int)
     tracks["track_id"] = _spotify_ids(rng, n)
     tracks["track_name"] = [f"Demo Track {i:06d}" for i in range(n)]

@@ -42,7 +42,7 @@ def fetch_tracks(data_params: dict) -> pd.DataFrame:
 
 @source("demo")
 def _demo(p: dict) -> pd.DataFrame:
-    df = demo.make_tracks(n_albums=int(p["n_albums"]), seed=int(p["seed"]))
+    df = demo.make_tracks(n_albums=p["n_albums"], seed=p["seed"], effects=p["effects"])
     return validate_tracks(df, "demo")
 
 

@@ -57,6 +57,8 @@ class TrainConfig:
     lr_schedule: str = default("train.lr_schedule")
     warmup_epochs: float = default("train.warmup_epochs")
     freeze_backbone: bool = default("train.freeze_backbone")
+    head: str = default("train.head")
+    frozen_lr: float = default("train.frozen_lr")
     head_hidden: int = default("train.head_hidden")
     output: str = default("train.output")
     loss: str = default("train.loss")
@@ -259,7 +261,9 @@ def _setup(cfg: TrainConfig, data: CoverTensors, weights: Weights, mean, std) ->
     steps_per_epoch = max(1, n_local // per_rank if n_local % per_rank < 2 else -(-n_local // per_rank))
     total_steps = steps_per_epoch * cfg.epochs
     trainable = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(trainable, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    # a head alone (frozen backbone) on 1,000-odd covers overfits within an epoch at train.lr
+    opt = torch.optim.AdamW(trainable, lr=cfg.frozen_lr if cfg.freeze_backbone else cfg.lr,
+                            weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(cfg, steps_per_epoch, total_steps))
     return _Run(cfg, data, device, model, net, step_net, inputs, y_dev, train_mean, use_embeddings,
                 augment_on, channels_last, amp, train_idx, per_rank, steps_per_epoch, opt, sched,

@@ -1,0 +1,253 @@
+"""Recipes for real covers, on the weak demo (not a test: the table goes to the docs).
+
+The weak demo (`data.demo.effects: weak`, ~2,000 covers) plants cover effects as weak as real
+ones. For each seed (`seed` and `data.demo.seed` together) it builds one workspace through the
+real stage scripts (fetch_csv … dedupe_split), then runs each recipe through stages/train.py and
+stages/evaluate.py, and reports:
+- covers-only test Spearman (`model.spearman` in metrics/evaluate.json), mean ± sd over seeds;
+- `cover_added_value`: cover features + genre/year over genre/year alone (Spearman; MAE points);
+- time of train + evaluate: wall seconds and CPU seconds (all child processes). On a shared
+  machine wall time is inflated by other load; CPU time is what the work itself costs.
+Recipes: the defaults, the frozen SGD head (before: at lr 0.002; now: at train.frozen_lr), the
+ridge probe, and the recommended line read from docs/realcovers-notes.md.
+
+    PYTHONPATH=src python bench/bench_real_covers.py --seeds 0 1 2 --work /tmp/bench-real-covers
+    PYTHONPATH=src python bench/bench_real_covers.py --full   # + the recommended line end to end
+
+`--full` also times the recommended line as a user runs it: seed 0's covers exported as a
+`local` source (CSV + image folder), a fresh clone, `dvc exp run <line> -S data.source=local …`.
+Runs resume: finished workspaces and recipe runs are kept under --work. Embeddings and decoded
+covers are cached in COVERPOP_CACHE (default: --work/cache): the first recipe on a backbone pays
+for its embeddings, later ones on the same backbone reuse them (their time says so).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import resource
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTES = ROOT / "docs" / "realcovers-notes.md"
+WEAK_DEMO = ["data.demo.effects=weak", "data.demo.n_albums=2500", "select.n=4000"]
+FROZEN = ["model=tf_efficientnet_lite0", "pretrained=package", "image_size=224",
+          "normalization=model", "train.freeze_backbone=true", "train.augment=false"]
+DATA_STAGES = [
+    ["fetch_csv.py", "data/raw/tracks.csv"],
+    ["select_tracks.py", "data/raw/tracks.csv", "data/selected.csv"],
+    ["scrape_images.py", "data/selected.csv", "data/covers", "data/manifest.csv"],
+    ["dedupe_split.py", "data/selected.csv", "data/manifest.csv", "data/split.csv",
+     "data/dedupe_removed.csv", "metrics/dedupe.json"],
+]
+
+
+def recommended_line() -> str:
+    for line in NOTES.read_text().splitlines():
+        if line.startswith("dvc exp run") and line.rstrip().endswith("# recommended for real covers"):
+            return line.strip()
+    raise SystemExit(f"{NOTES}: no line starting `dvc exp run` and ending "
+                     f"`# recommended for real covers`")
+
+
+def overrides(line: str) -> list[str]:
+    """`dvc exp run -S a=1 -S b=2  # comment` → ["a=1", "b=2"] (only -S is allowed)."""
+    words = shlex.split(line.split("#")[0])[3:]
+    if len(words) % 2 or any(w != "-S" for w in words[::2]):
+        raise SystemExit(f"the recommended line may hold only -S overrides: {line}")
+    return words[1::2]
+
+
+# In this order: the probe computes the lite0 embeddings; the SGD heads after it reuse them.
+RECIPES = {
+    "defaults (resnet18 from scratch, 64 px)": [],
+    "frozen lite0, ridge probe": FROZEN + ["train.head=ridge"],
+    "frozen lite0, SGD head at lr 0.002 (before; cached embeddings)": FROZEN + [
+        "train.epochs=30", "train.frozen_lr=0.002"],
+    "frozen lite0, SGD head at frozen_lr (now; cached embeddings)": FROZEN + ["train.epochs=30"],
+}
+
+
+def apply(params: dict, sets: list[str]) -> dict:
+    """Apply `key.sub=value` overrides the way `dvc exp run -S` parses them (YAML values)."""
+    for item in sets:
+        key, _, value = item.partition("=")
+        node = params
+        *parents, leaf = key.split(".")
+        for k in parents:
+            node = node.setdefault(k, {})
+        if leaf not in node:
+            raise SystemExit(f"-S {item}: {key} is not in params.yaml")
+        node[leaf] = yaml.safe_load(value)
+    return params
+
+
+def env(cache: Path) -> dict:
+    return {**os.environ, "PYTHONPATH": str(ROOT / "src"), "COVERPOP_CACHE": str(cache),
+            "HF_HUB_OFFLINE": "1", "DVC_NO_ANALYTICS": "1"}
+
+
+def timed(cmd: list[str], cwd: Path, cache: Path, log: Path) -> tuple[float, float]:
+    """Run a command; (wall seconds, CPU seconds of it and its children)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.perf_counter()
+    with log.open("a") as f:
+        proc = subprocess.run(cmd, cwd=cwd, env=env(cache), stdout=f, stderr=subprocess.STDOUT,
+                              check=False)
+    wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if proc.returncode:
+        raise SystemExit(f"{' '.join(map(str, cmd))} failed in {cwd}; see {log}")
+    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+
+def workspace(work: Path, seed: int, cache: Path) -> Path:
+    """A weak-demo workspace up to data/split.csv, through the real stage scripts."""
+    ws = work / f"seed{seed}"
+    if (ws / "data" / "split.csv").is_file():
+        return ws
+    ws.mkdir(parents=True, exist_ok=True)
+    params = apply(yaml.safe_load((ROOT / "params.yaml").read_text()),
+                   WEAK_DEMO + [f"seed={seed}", f"data.demo.seed={seed}"])
+    (ws / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    for script, *args in DATA_STAGES:
+        timed([sys.executable, str(ROOT / "stages" / script), *args], ws, cache, ws / "data.log")
+    return ws
+
+
+def run_recipe(ws: Path, name: str, sets: list[str], cache: Path) -> dict:
+    slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
+    run = ws / "runs" / slug
+    done = run / "run.json"
+    if done.is_file() and json.loads(done.read_text())["sets"] == sets:
+        return json.loads(done.read_text())
+    run.mkdir(parents=True, exist_ok=True)
+    params = apply(yaml.safe_load((ws / "params.yaml").read_text()), sets)
+    (run / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    if not (run / "data").exists():
+        (run / "data").symlink_to(ws / "data")  # split.csv names covers as data/covers/…
+    log = run / "log.txt"
+    stages = ROOT / "stages"
+    t_wall, t_cpu = timed([sys.executable, str(stages / "train.py"), "data/split.csv",
+                           "model.pt", "train"], run, cache, log)
+    e_wall, e_cpu = timed([sys.executable, str(stages / "evaluate.py"), "data/split.csv",
+                           "model.pt", "evaluate.json", "eval"], run, cache, log)
+    report = json.loads((run / "evaluate.json").read_text())
+    detail = json.loads((run / "eval" / "metadata.json").read_text())
+    out = {"recipe": name, "seed": params["seed"], "sets": sets,
+           "spearman": report["model"]["spearman"], "mae": report["model"]["mae"],
+           "metadata_only": report["metadata_only"]["spearman"],
+           "with_metadata": report["model_with_metadata"]["spearman"],
+           "added_spearman": report["cover_added_value"]["spearman"],
+           "added_mae": detail["cover_added_value"]["mae"],
+           "wall_s": round(t_wall + e_wall, 1), "cpu_s": round(t_cpu + e_cpu, 1),
+           "train_wall_s": round(t_wall, 1), "evaluate_wall_s": round(e_wall, 1)}
+    done.write_text(json.dumps(out, indent=2) + "\n")
+    return out
+
+
+def full_line(work: Path, seed_ws: Path, sets: list[str]) -> dict:
+    """The recommended line as a user runs it on their own ~2,000 covers (seed 0's, exported
+    as a `local` source): a fresh clone, then `dvc exp run` with the line's -S and the source."""
+    mine = work / "my-covers"
+    rows = pd.read_csv(seed_ws / "data" / "split.csv", dtype={"track_id": str})
+    if not (mine / "covers.csv").is_file():
+        (mine / "images").mkdir(parents=True, exist_ok=True)
+        for f in rows["file"]:
+            shutil.copy2(seed_ws / f, mine / "images" / Path(f).name)
+        rows.assign(image=[Path(f).name for f in rows["file"]])[
+            ["track_id", "popularity", "image", "genre", "year"]].to_csv(mine / "covers.csv",
+                                                                        index=False)
+    repo = work / "clone"
+    shutil.rmtree(repo, ignore_errors=True)
+    files = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+                           cwd=ROOT, capture_output=True, check=True).stdout.decode().split("\0")
+    for name in filter(None, files):
+        if (ROOT / name).is_file() and not name.startswith(("data/", "models/", "metrics/")):
+            (repo / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, repo / name)
+    (repo / "dvc.lock").unlink(missing_ok=True)
+    git = ["git", "-c", "user.name=bench", "-c", "user.email=bench@coverpop"]
+    for cmd in (["git", "init", "-q", "-b", "main"], [*git, "add", "-A"],
+                [*git, "commit", "-qm", "clone"]):
+        subprocess.run(cmd, cwd=repo, check=True, capture_output=True)
+    source = ["data.source=local", f"data.local.csv={mine / 'covers.csv'}",
+              f"data.local.images={mine / 'images'}"]
+    cmd = [str(Path(sys.executable).parent / "dvc"), "exp", "run"]
+    for s in sets + source:
+        cmd += ["-S", s]
+    cold = work / "cache-full-line"  # nothing cached: what a user's first run costs
+    shutil.rmtree(cold, ignore_errors=True)
+    wall, cpu = timed(cmd, repo, cold, work / "full_line.log")
+    report = json.loads((repo / "metrics" / "evaluate.json").read_text())
+    return {"covers": len(rows), "wall_s": round(wall, 1), "cpu_s": round(cpu, 1),
+            "spearman": report["model"]["spearman"],
+            "added_spearman": report.get("cover_added_value", {}).get("spearman")}
+
+
+def table(results: list[dict], seeds: list[int]) -> str:
+    lines = [("| recipe | covers-only test Spearman, mean ± sd | per seed | genre + year → + cover "
+              "(Spearman) | cover's added value: Spearman / MAE points (mean; CIs per seed in "
+              "metadata.json) | train + evaluate: wall s / CPU s (mean) |"),
+             "|---|---|---|---|---|---|"]
+    for name in dict.fromkeys(r["recipe"] for r in results):
+        rs = [r for r in results if r["recipe"] == name]
+        sp = np.array([r["spearman"] for r in rs])
+        per_seed = " / ".join(f"{r['spearman']:.3f}" for r in rs)
+        meta = np.mean([r["metadata_only"] for r in rs])
+        fused = np.mean([r["with_metadata"] for r in rs])
+        add_s = np.mean([r["added_spearman"]["value"] for r in rs])
+        add_m = np.mean([r["added_mae"]["value"] for r in rs])
+        lo = sum(r["added_spearman"]["ci_low"] > 0 for r in rs)
+        lines.append(f"| {name} | {sp.mean():.3f} ± {sp.std(ddof=1) if len(sp) > 1 else 0:.3f} "
+                     f"| {per_seed} | {meta:.3f} → {fused:.3f} | {add_s:+.3f} / {add_m:+.2f} "
+                     f"({lo} of {len(rs)} CIs above 0) | "
+                     f"{np.mean([r['wall_s'] for r in rs]):.0f} / "
+                     f"{np.mean([r['cpu_s'] for r in rs]):.0f} |")
+    return "\n".join(lines) + f"\n\nSeeds {', '.join(map(str, seeds))} (`seed` = `data.demo.seed`)."
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--work", type=Path, default=Path("/tmp/bench-real-covers"))
+    ap.add_argument("--only", nargs="*", help="run only recipes whose name contains one of these")
+    ap.add_argument("--full", action="store_true", help="also time the recommended line end to end")
+    args = ap.parse_args()
+    cache = Path(os.environ.get("COVERPOP_CACHE") or args.work / "cache")
+    line = recommended_line()
+    recipes = {**RECIPES, "recommended line": overrides(line)}
+    if args.only:
+        recipes = {k: v for k, v in recipes.items() if any(o in k for o in args.only)}
+    results = []
+    for seed in args.seeds:
+        ws = workspace(args.work, seed, cache)
+        for name, sets in recipes.items():
+            r = run_recipe(ws, name, sets, cache)
+            results.append(r)
+            print(f"seed {seed}, {name}: Spearman {r['spearman']:.3f}, added "
+                  f"{r['added_spearman']['value']:+.3f}, {r['wall_s']:.0f} s wall, "
+                  f"{r['cpu_s']:.0f} s CPU", flush=True)
+    results.sort(key=lambda r: list(recipes).index(r["recipe"]))
+    print("\n" + table(results, args.seeds))
+    print(f"\nrecommended line: {line}")
+    if args.full:
+        f = full_line(args.work, workspace(args.work, args.seeds[0], cache), overrides(line))
+        print(f"\nthe recommended line end to end on {f['covers']} covers (local source, fresh "
+              f"clone, `dvc exp run`): {f['wall_s']:.0f} s wall, {f['cpu_s']:.0f} s CPU; "
+              f"test Spearman {f['spearman']:.3f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,270 @@
+"""A linear probe for frozen backbones: closed-form ridge regression on the cached embeddings,
+its penalty chosen by k-fold cross-validation on the train split only.
+
+Why: on real covers the signal is weak (Spearman about 0.1), and an SGD head on 1,000-odd covers
+overfits within an epoch. A ridge fit is exact, takes a second, and its one knob (the penalty) is
+chosen by cross-validation instead of by watching val loss. One eigendecomposition per fold
+serves every penalty on the grid, so the whole search costs `folds + 1` of them.
+
+`train.head: ridge` (with `train.freeze_backbone: true`) fits this instead of the SGD head and
+writes the same checkpoint: the ridge weights become the model's Linear head. The ridge fits the
+popularity itself, so the checkpoint's output is `linear` whatever `train.output` says (a sigmoid
+head would need the ridge to fit logits of popularity, which the zeros make meaningless).
+
+`ridge_cv` also takes a second block of columns with a fixed penalty (`fixed=`): the evaluate
+stage fits "cover features + metadata" that way, so metadata is shrunk exactly as in the
+metadata-only model and only the cover features' penalty is cross-validated.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from sklearn.model_selection import KFold
+from threadpoolctl import threadpool_limits
+
+from coverpop.core.errors import CoverpopError
+from coverpop.train import distributed as dist
+from coverpop.train import embeddings
+from coverpop.train.data import CoverTensors, batch_grid, resolve_normalization
+from coverpop.train.loop import (
+    FitResult,
+    TrainConfig,
+    _flag,
+    checkpoint_meta,
+    resolve_device,
+    val_metrics,
+)
+from coverpop.train.models import TARGET_SCALE, CoverRegressor, is_vit_like, timm_kwargs
+from coverpop.train.pretrained import Weights, resolve_weights
+
+FOLDS = 5
+# Penalties on standardised features: from almost least squares to almost the mean. Wide on
+# purpose: a dozen metadata columns want ~1, 1,000+ weak embedding dimensions want 1e4–1e6.
+ALPHAS = np.logspace(-3, 8, 45)
+
+
+@dataclass
+class RidgeFit:
+    """A fitted ridge: prediction = intercept + X·coef (+ M·fixed_coef), on raw (unscaled) inputs."""
+
+    coef: np.ndarray
+    intercept: float
+    alpha: float                 # the penalty cross-validation chose (on standardised columns)
+    alphas: np.ndarray           # the grid searched
+    cv_mse: np.ndarray           # mean held-out squared error per penalty
+    fixed_coef: np.ndarray | None = None
+
+    def predict(self, x, m=None) -> np.ndarray:
+        out = self.intercept + np.asarray(x, np.float64) @ self.coef
+        if self.fixed_coef is not None:
+            out = out + np.asarray(m, np.float64) @ self.fixed_coef
+        return out
+
+    @property
+    def at_edge(self) -> bool:
+        """The chosen penalty is the grid's smallest or largest: the optimum may lie beyond."""
+        return bool(self.alpha in (self.alphas[0], self.alphas[-1]))
+
+
+def _scale(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    mu, sd = x.mean(0), x.std(0)
+    return mu, np.where(sd > 1e-12, sd, 1.0)  # a constant column gets weight 0, not NaN
+
+
+class _Solver:
+    """Ridge on one training set, solved for every penalty at once.
+
+    Minimises ||y − Z·w − F·b||² + α·||w||² + α_f·||b||² over standardised, centred Z (and F, the
+    fixed-penalty block). For fixed w the best b leaves (y − Zw)ᵀ(I − H)(y − Zw) with
+    H = F(FᵀF + α_f)⁻¹Fᵀ, so with R = (I − H)^½ it is plain ridge of R·y on R·Z: one
+    eigendecomposition then gives w for every α. R comes from F's SVD (F has few columns).
+    """
+
+    def __init__(self, x, y, fixed=None, alpha_f=None):
+        self.mu, self.sd = _scale(x)
+        self.y_mean = float(y.mean())
+        z, yc = (x - self.mu) / self.sd, y - self.y_mean
+        self.z, self.yc, self.f = z, yc, None
+        if fixed is not None:
+            self.f_mu, self.f_sd = _scale(fixed)
+            f = (fixed - self.f_mu) / self.f_sd
+            uf, sf, vft = np.linalg.svd(f, full_matrices=False)
+            d = 1 - np.sqrt(alpha_f / (sf ** 2 + alpha_f))
+            z = z - uf @ (d[:, None] * (uf.T @ z))
+            yc_r = yc - uf @ (d * (uf.T @ yc))
+            self.f, self.uf, self.vf = f, uf, vft.T
+            self.gf = sf / (sf ** 2 + alpha_f)
+        else:
+            yc_r = yc
+        # One eigendecomposition of the smaller Gram matrix (several times faster than an SVD):
+        # w(α) = B·diag(1/(λ + α))·c, in dual form (ZᵀU, Uᵀy) when rows are fewer than columns.
+        if len(z) <= z.shape[1]:
+            self.lam, u = np.linalg.eigh(z @ z.T)
+            self.basis, self.c = z.T @ u, u.T @ yc_r
+        else:
+            self.lam, v = np.linalg.eigh(z.T @ z)
+            self.basis, self.c = v, v.T @ (z.T @ yc_r)
+        self.lam = np.clip(self.lam, 0, None)  # rounding leaves tiny negatives
+
+    def coefs(self, alphas) -> tuple[np.ndarray, np.ndarray | None]:
+        """(w, b) on standardised columns, one column per penalty."""
+        alphas = np.atleast_1d(alphas)
+        w = self.basis @ (self.c[:, None] / (self.lam[:, None] + alphas))
+        if self.f is None:
+            return w, None
+        resid = self.yc[:, None] - self.z @ w
+        return w, self.vf @ (self.gf[:, None] * (self.uf.T @ resid))
+
+    def predict(self, x, alphas, fixed=None) -> np.ndarray:
+        w, b = self.coefs(alphas)
+        out = self.y_mean + ((x - self.mu) / self.sd) @ w
+        if b is not None:
+            out = out + ((fixed - self.f_mu) / self.f_sd) @ b
+        return out
+
+
+def ridge_cv(x, y, *, fixed=None, alpha_fixed: float | None = None, folds: int = FOLDS,
+             seed: int = 0, alphas=ALPHAS) -> RidgeFit:
+    """Ridge of y on x, the penalty chosen by `folds`-fold CV (held-out squared error) on these
+    rows only: pass the train split and nothing else. `fixed`: more columns, penalised by
+    `alpha_fixed` (not searched)."""
+    x = np.asarray(x, np.float64)
+    y = np.asarray(y, np.float64)
+    fixed = None if fixed is None else np.asarray(fixed, np.float64)
+    if fixed is not None and alpha_fixed is None:
+        raise ValueError("fixed columns need alpha_fixed")
+    if len(x) < 2 * folds:
+        raise CoverpopError(f"ridge probe: {len(x)} train rows are too few for {folds}-fold "
+                            f"cross-validation")
+    # One BLAS thread: these mid-sized eigendecompositions gain little from more, and lose 10×
+    # when the cores are shared (OpenBLAS threads spin against each other).
+    with threadpool_limits(1, user_api="blas"):
+        return _ridge_cv(x, y, fixed, alpha_fixed, folds, seed, np.asarray(alphas, np.float64))
+
+
+def _ridge_cv(x, y, fixed, alpha_fixed, folds, seed, alphas) -> RidgeFit:
+    sq_err = np.zeros(len(alphas))
+    for fit_rows, held in KFold(folds, shuffle=True, random_state=seed).split(x):
+        part = _Solver(x[fit_rows], y[fit_rows], None if fixed is None else fixed[fit_rows],
+                       alpha_fixed)
+        pred = part.predict(x[held], alphas, None if fixed is None else fixed[held])
+        sq_err += ((pred - y[held, None]) ** 2).sum(0)
+    cv_mse = sq_err / len(x)
+    best = float(alphas[int(np.argmin(cv_mse))])
+    full = _Solver(x, y, fixed, alpha_fixed)
+    w, b = full.coefs(best)
+    coef = w[:, 0] / full.sd
+    intercept = full.y_mean - float(full.mu @ coef)
+    fixed_coef = None
+    if b is not None:
+        fixed_coef = b[:, 0] / full.f_sd
+        intercept -= float(full.f_mu @ fixed_coef)
+    return RidgeFit(coef, intercept, best, alphas, cv_mse, fixed_coef)
+
+
+# --- the train stage's probe ---------------------------------------------------------------
+
+def check_config(cfg: TrainConfig) -> None:
+    if not cfg.freeze_backbone:
+        raise CoverpopError("params.yaml: train.head=ridge fits a linear probe on frozen "
+                            "features: set train.freeze_backbone=true")
+    if cfg.augment:
+        raise CoverpopError("params.yaml: train.head=ridge fits on fixed embeddings of the covers "
+                            "as they are: set train.augment=false")
+    if cfg.head_hidden:
+        raise CoverpopError("params.yaml: train.head=ridge is a linear head: set "
+                            "train.head_hidden=0")
+
+
+def frozen_features(cfg: TrainConfig, data: CoverTensors, weights: Weights, mean, std
+                    ) -> tuple[CoverRegressor, torch.Tensor]:
+    """The model (head untrained) and its frozen pooled features for every row of `data`,
+    through the same embedding cache (and cache key) as the SGD head's frozen path."""
+    device = resolve_device(cfg.device)
+    torch.manual_seed(cfg.seed)  # a randomly initialised frozen backbone is seeded as in fit
+    model = CoverRegressor(cfg.model, cfg.image_size, mean, std, "linear", 0, weights=weights)
+    model.to(device)
+    channels_last = _flag(cfg.channels_last, not is_vit_like(cfg.model))
+    amp = _flag(cfg.amp, device.type == "cuda")
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
+    key = embeddings.embedding_key(
+        cfg.model, weights.key + (f":seed{cfg.seed}" if weights.kind == "none" else ""),
+        cfg.image_size, mean, std, data.image_key, timm_kwargs(cfg.model, cfg.image_size),
+        "bf16" if amp else "fp32")
+
+    def make():
+        images = data.images[:1] if data.blank_inputs else data.images
+        feats = embeddings.compute(model, images, device, amp=amp, channels_last=channels_last,
+                                   progress=cfg.progress and dist.is_main())
+        return feats.expand(len(data.images), -1).clone() if len(images) == 1 else feats
+
+    feats, _ = dist.main_first(lambda: embeddings.cached(key, make))
+    return model.cpu().to(memory_format=torch.contiguous_format).eval(), feats
+
+
+def fit_probe(cfg: TrainConfig, data: CoverTensors, weights: Weights, mean, std, live=None
+              ) -> tuple[FitResult, RidgeFit]:
+    """Ridge on the frozen features of the train rows (CV on them alone); val is only scored."""
+    t0 = time.perf_counter()
+    model, feats = frozen_features(cfg, data, weights, mean, std)
+    x = feats.double().numpy()
+    y = data.popularity.double().numpy() / TARGET_SCALE
+    tr, va = data.train_idx.numpy(), data.val_idx.numpy()
+    ridge = ridge_cv(x[tr], y[tr], seed=cfg.seed)
+    with torch.no_grad():
+        model.head.weight.copy_(torch.from_numpy(ridge.coef).float()[None])
+        model.head.bias.fill_(ridge.intercept)
+    # Scored through the model itself: what is scored is what the checkpoint predicts.
+    with torch.no_grad():
+        train_pred = model.forward_head(feats[tr].float()).double().numpy()
+        val_pred = model.forward_head(feats[va].float()).double().numpy()
+    row = {"epoch": 0, "train_loss": float(np.mean((train_pred - y[tr]) ** 2))}
+    val = {}
+    if len(va):
+        val = val_metrics(y[va] * TARGET_SCALE, val_pred * TARGET_SCALE)
+        row.update(val_loss=float(np.mean((val_pred - y[va]) ** 2)),
+                   **{f"val_{k}": v for k, v in val.items()})
+    seconds = time.perf_counter() - t0
+    row["seconds"] = seconds
+    first = None
+    if not data.blank_inputs:
+        with torch.no_grad():
+            first = batch_grid(model.normalize(data.images[data.train_idx[:64]]))
+    if live is not None:
+        for k, v in row.items():
+            if k not in ("epoch", "seconds"):
+                live.log_metric(k.replace("_", "/", 1), v)
+        if first is not None:
+            live.log_image("first_batch.png", first)
+        live.next_step()
+    result = FitResult(model, [row], 0, val, float(y[tr].mean()) * TARGET_SCALE, first,
+                       len(tr) / max(seconds, 1e-9), val_pred.astype(np.float32))
+    return result, ridge
+
+
+def run_probe(cfg: TrainConfig, data: CoverTensors, live=None
+              ) -> tuple[FitResult, FitResult | None, dict]:
+    """`train.head: ridge`: the probe, then (if asked) the same on blank inputs. Returns what
+    loop.run returns: (result, blank result or None, checkpoint metadata)."""
+    check_config(cfg)
+    cfg = dataclasses.replace(cfg, output="linear")  # the ridge fits popularity, not its logit
+    weights = resolve_weights(cfg.model, cfg.pretrained)
+    mean, std = resolve_normalization(cfg.normalization, (weights.mean, weights.std),
+                                      data.images[data.train_idx])
+    result, ridge = fit_probe(cfg, data, weights, mean, std, live=live)
+    if cfg.progress and dist.is_main():
+        edge = " (at the edge of the grid)" if ridge.at_edge else ""
+        print(f"ridge probe: {FOLDS}-fold CV on {len(data.train_idx)} train covers chose "
+              f"alpha {ridge.alpha:.3g}{edge}", flush=True)
+    blank = None
+    if cfg.blank_baseline:
+        blank, _ = fit_probe(cfg, data.blank(), weights, mean, std)
+    meta = checkpoint_meta(cfg, result, weights, mean, std)
+    meta["probe"] = {"alpha": ridge.alpha, "folds": FOLDS, "at_edge": ridge.at_edge}
+    return result, blank, meta
