@@ -9,7 +9,7 @@ stages/evaluate.py, and reports:
 - time of train + evaluate: wall seconds and CPU seconds (all child processes). On a shared
   machine wall time is inflated by other load; CPU time is what the work itself costs.
 Recipes: the defaults, the frozen SGD head (before: at lr 0.002; now: at train.frozen_lr), the
-ridge probe, and the recommended line read from docs/realcovers-notes.md.
+ridge probe, and the recommended line read from the README.
 
     PYTHONPATH=src python bench/bench_real_covers.py --seeds 0 1 2 --work /tmp/bench-real-covers
     PYTHONPATH=src python bench/bench_real_covers.py --full   # + the recommended line end to end
@@ -40,7 +40,7 @@ import pandas as pd
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-NOTES = ROOT / "docs" / "realcovers-notes.md"
+NOTES = ROOT / "README.md"
 WEAK_DEMO = ["data.demo.effects=weak", "data.demo.n_albums=2500", "select.n=4000"]
 FROZEN = ["model=tf_efficientnet_lite0", "pretrained=package", "image_size=224",
           "normalization=model", "train.freeze_backbone=true", "train.augment=false"]
@@ -227,7 +227,12 @@ def main() -> None:
     args = ap.parse_args()
     cache = Path(os.environ.get("COVERPOP_CACHE") or args.work / "cache")
     line = recommended_line()
-    recipes = {**RECIPES, "recommended line": overrides(line)}
+    recommended = overrides(line)
+    # the recommended line is one of the recipes (labelled so) or a recipe of its own
+    recipes = {(f"{k} = the recommended line" if v == recommended else k): v
+               for k, v in RECIPES.items()}
+    if recommended not in recipes.values():
+        recipes["recommended line"] = recommended
     if args.only:
         recipes = {k: v for k, v in recipes.items() if any(o in k for o in args.only)}
     results = []

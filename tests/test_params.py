@@ -343,7 +343,7 @@ def test_registries_match_the_schema():
 def test_a_new_source_is_one_registered_function(monkeypatch, tmp_path):
     monkeypatch.setitem(sources.SOURCES, "mine", None)  # removed again after the test
     csv = tmp_path / "mine.csv"
-    sources.fetch_tracks({"source": "demo", "demo": {"n_albums": 20, "seed": 0}}).to_csv(csv, index=False)
+    sources.fetch_tracks({"source": "demo", "demo": {"n_albums": 20, "seed": 0, "effects": "strong"}}).to_csv(csv, index=False)
 
     @sources.source("mine")
     def mine(p: dict):

@@ -53,7 +53,7 @@ EFFECTS = {
                       zero_width=5.0),
     # as weak as real covers: oracle Spearman of the cover truth about 0.1, genre + year about
     # 0.4, a face +2 points, about 30 % zeros among the kept covers (calibrated: see
-    # docs/realcovers-notes.md)
+    # docs/real-covers.md)
     "weak": Effects(face=2.5, saturation=4.0, text=2.0, genre_scale=1.2, year_slope=0.5,
                     offset=14.0, album_noise=11.0, track_noise=6.0, zero_centre=18.0,
                     zero_width=5.0),
