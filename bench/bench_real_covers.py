@@ -115,12 +115,13 @@ def timed(cmd: list[str], cwd: Path, cache: Path, log: Path) -> tuple[float, flo
 def workspace(work: Path, seed: int, cache: Path) -> Path:
     """A weak-demo workspace up to data/split.csv, through the real stage scripts."""
     ws = work / f"seed{seed}"
-    if (ws / "data" / "split.csv").is_file():
-        return ws
     ws.mkdir(parents=True, exist_ok=True)
+    # written anew each time: a kept workspace follows params.yaml as it gains keys
     params = apply(yaml.safe_load((ROOT / "params.yaml").read_text()),
                    WEAK_DEMO + [f"seed={seed}", f"data.demo.seed={seed}"])
     (ws / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    if (ws / "data" / "split.csv").is_file():
+        return ws
     for script, *args in DATA_STAGES:
         timed([sys.executable, str(ROOT / "stages" / script), *args], ws, cache, ws / "data.log")
     return ws
@@ -196,7 +197,7 @@ def full_line(work: Path, seed_ws: Path, sets: list[str]) -> dict:
             "added_spearman": report.get("cover_added_value", {}).get("spearman")}
 
 
-def table(results: list[dict], seeds: list[int]) -> str:
+def table(results: list[dict], seeds: list[int], recommended: list[str]) -> str:
     lines = [("| recipe | covers-only test Spearman, mean ± sd | per seed | genre + year → + cover "
               "(Spearman) | cover's added value: Spearman / MAE points (mean; CIs per seed in "
               "metadata.json) | train + evaluate: wall s / CPU s (mean) |"),
@@ -210,7 +211,8 @@ def table(results: list[dict], seeds: list[int]) -> str:
         add_s = np.mean([r["added_spearman"]["value"] for r in rs])
         add_m = np.mean([r["added_mae"]["value"] for r in rs])
         lo = sum(r["added_spearman"]["ci_low"] > 0 for r in rs)
-        lines.append(f"| {name} | {sp.mean():.3f} ± {sp.std(ddof=1) if len(sp) > 1 else 0:.3f} "
+        label = f"**{name}: the recommended line**" if rs[0]["sets"] == recommended else name
+        lines.append(f"| {label} | {sp.mean():.3f} ± {sp.std(ddof=1) if len(sp) > 1 else 0:.3f} "
                      f"| {per_seed} | {meta:.3f} → {fused:.3f} | {add_s:+.3f} / {add_m:+.2f} "
                      f"({lo} of {len(rs)} CIs above 0) | "
                      f"{np.mean([r['wall_s'] for r in rs]):.0f} / "
@@ -228,10 +230,8 @@ def main() -> None:
     cache = Path(os.environ.get("COVERPOP_CACHE") or args.work / "cache")
     line = recommended_line()
     recommended = overrides(line)
-    # the recommended line is one of the recipes (labelled so) or a recipe of its own
-    recipes = {(f"{k} = the recommended line" if v == recommended else k): v
-               for k, v in RECIPES.items()}
-    if recommended not in recipes.values():
+    recipes = dict(RECIPES)
+    if recommended not in recipes.values():  # else the table marks the recipe it equals
         recipes["recommended line"] = recommended
     if args.only:
         recipes = {k: v for k, v in recipes.items() if any(o in k for o in args.only)}
@@ -245,7 +245,7 @@ def main() -> None:
                   f"{r['added_spearman']['value']:+.3f}, {r['wall_s']:.0f} s wall, "
                   f"{r['cpu_s']:.0f} s CPU", flush=True)
     results.sort(key=lambda r: list(recipes).index(r["recipe"]))
-    print("\n" + table(results, args.seeds))
+    print("\n" + table(results, args.seeds, recommended))
     print(f"\nrecommended line: {line}")
     if args.full:
         f = full_line(args.work, workspace(args.work, args.seeds[0], cache), overrides(line))
