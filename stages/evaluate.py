@@ -1,4 +1,8 @@
-"""Stage evaluate: the model and the baselines on the test split, gains with bootstrap CIs."""
+"""Stage evaluate: the model and the baselines on the test split, gains with bootstrap CIs.
+
+Writes the headline numbers to the metrics file (`dvc exp show` columns) and the full report,
+predictions, gallery and Grad-CAM overlays to the plots folder.
+"""
 
 from pathlib import Path
 
@@ -13,7 +17,7 @@ from coverpop.evaluate.baselines import (
     mean_baseline,
     random_baseline,
 )
-from coverpop.evaluate.report import gallery, predictions_frame
+from coverpop.evaluate.report import gallery, headline, predictions_frame
 from coverpop.evaluate.saliency import explain_test_covers
 from coverpop.train.checkpoint import load_predictor
 from coverpop.train.data import load_images
@@ -42,9 +46,9 @@ def main() -> None:
     for name, base in baselines.items():
         report[f"gain_vs_{name}"] = {m: gain_ci(y, predicted, base, m, int(e["bootstrap"]), seed)
                                      for m in GAIN_METRICS}
-    write_json(args.metrics_out, report)
-
     plots = Path(args.plots_dir)
+    write_json(plots / "report.json", report)
+    write_json(args.metrics_out, headline(report))
     write_csv(plots / "predictions.csv", predictions_frame(test, predicted))
     gallery(test, predicted, plots / "gallery.png", per_row=int(e["gallery"]))
     # insight: where the model looks on its best- and worst-predicted covers (Grad-CAM)
