@@ -5,6 +5,8 @@ folder (kept in git, shown by `dvc plots`): a compact summary, the full report, 
 and a PNG. None of it is a `dvc metrics` file: `dvc exp show` keeps to the headline numbers.
 """
 
+import _env  # noqa: F401  (first: a one-line error when the environment is not active)
+
 from pathlib import Path
 
 import pandas as pd

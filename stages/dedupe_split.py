@@ -4,6 +4,8 @@ The counts (selected, failed, removed by reason, kept per split) go to a small C
 `dvc plots` draws as bars; they are not `dvc metrics`, so `dvc exp show` keeps to the headline.
 """
 
+import _env  # noqa: F401  (first: a one-line error when the environment is not active)
+
 import pandas as pd
 
 from coverpop.core.atomic import write_csv

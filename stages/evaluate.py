@@ -4,6 +4,8 @@ Writes the headline numbers to the metrics file (`dvc exp show` columns) and the
 predictions, gallery and Grad-CAM overlays to the plots folder.
 """
 
+import _env  # noqa: F401  (first: a one-line error when the environment is not active)
+
 from pathlib import Path
 
 import pandas as pd

@@ -8,6 +8,8 @@ dvclive writes the curves, the first batch and its full summary under the live f
 metrics file holds only the two numbers `dvc exp show` needs (best val MAE, blank-input val MAE).
 """
 
+import _env  # noqa: F401  (first: a one-line error when the environment is not active)
+
 from dvclive import Live
 
 from coverpop.core.atomic import write_json

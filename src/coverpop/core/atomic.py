@@ -1,12 +1,16 @@
 """Atomic writes: a temp file in the same folder, then os.replace, so a killed run leaves no half file."""
 
+from __future__ import annotations
+
 import json
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pandas as pd
+if TYPE_CHECKING:  # pandas is not imported here: cheap stages (inputs) need none of it
+    import pandas as pd
 
 
 @contextmanager

@@ -34,29 +34,52 @@ class DemoResolver:
         return demo.cover_bytes(self.albums[ref.album_id])
 
 
-def local_cover_id(name: str) -> str:
-    """A file-safe key that stays unique when two folders hold files of the same name."""
+def local_cover_id(name: str, content_sha256: str = "") -> str:
+    """A file-safe key that stays unique when two folders hold files of the same name, and
+    changes when the file's content does (so a replaced picture is a new cover)."""
     stem = re.sub(r"[^A-Za-z0-9_-]", "_", Path(name).stem)[:48]
-    return f"{stem}-{hashlib.sha1(name.encode()).hexdigest()[:8]}"
+    key = f"{stem}-{hashlib.sha1(name.encode()).hexdigest()[:8]}"
+    return f"{key}-{content_sha256[:8]}" if content_sha256 else key
 
 
 class LocalResolver:
-    """A user's own images: column `image` names a file inside the images folder."""
+    """A user's own images: column `image` names a file inside the images folder.
+
+    `image_hashes` (name -> sha256, from the `inputs` stage) put each file's content into its
+    cover id: a picture replaced under the same name gets a new id, and `drop_stale_covers`
+    removes the stored cover of the old one so the scrape fetches the new one.
+    """
 
     name = "local"
 
-    def __init__(self, images_dir: str | Path):
+    def __init__(self, images_dir: str | Path, image_hashes: dict[str, str] | None = None):
         self.root = Path(images_dir).resolve()
+        self.hashes = image_hashes or {}
 
     def resolve(self, row: dict) -> CoverRef:
         name = str(row["image"])
         path = (self.root / name).resolve()
         if not path.is_relative_to(self.root):
             raise CoverError("bad_path", f"{name} is outside {self.root}")
-        cover_id = local_cover_id(name)
+        content = self.hashes.get(Path(os.path.normpath(name)).as_posix(), "")
+        cover_id = local_cover_id(name, content)
         album = row.get("album_id")
         return CoverRef(cover_id=cover_id, album_id=album if isinstance(album, str) and album else "",
                         album_name=str(row.get("album_name") or ""), url=str(path))
+
+    def drop_stale_covers(self, images_dir: str | Path, rows: list[dict]) -> int:
+        """Delete stored covers (images_dir/<cover id>.jpg) that no row's current file maps to:
+        the covers of replaced (or no longer selected) pictures. Returns how many went."""
+        wanted = set()
+        for row in rows:
+            try:
+                wanted.add(self.resolve(row).cover_id)
+            except CoverError:
+                continue
+        stale = [p for p in Path(images_dir).glob("*.jpg") if p.stem not in wanted]
+        for path in stale:
+            path.unlink()
+        return len(stale)
 
     def fetch(self, ref: CoverRef) -> bytes:
         try:
@@ -80,7 +103,8 @@ def auto_resolver(source: str, environ=os.environ) -> str:
 
 
 def make_resolver(name: str, tracks: pd.DataFrame, data_params: dict,
-                  scrape_params: dict | None = None, environ=os.environ):
+                  scrape_params: dict | None = None, environ=os.environ,
+                  image_hashes: dict[str, str] | None = None):
     one_of(name, RESOLVERS, "scrape.resolver")
     if name == "auto":
         name = auto_resolver(data_params.get("source"), environ)
@@ -88,7 +112,7 @@ def make_resolver(name: str, tracks: pd.DataFrame, data_params: dict,
     if name == "demo":
         return DemoResolver(tracks)
     if name == "local":
-        return LocalResolver(local_images_dir(data_params))
+        return LocalResolver(local_images_dir(data_params), image_hashes)
     if name == "url":
         from coverpop.covers.url_column import UrlResolver
         column = scrape_params.get("url_column", "image_url")
