@@ -164,7 +164,7 @@ def save_figure(table: pd.DataFrame, report: dict, path: str | Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from coverpop.core.atomic import atomic_path
+    from coverpop.core.figures import save_png
 
     tables = plot_tables(table, report)
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
@@ -193,6 +193,4 @@ def save_figure(table: pd.DataFrame, report: dict, path: str | Path) -> None:
         axes[2].set_title(f"Popularity, face minus none: {face['mean_diff']:+.1f} "
                           f"[{face['mean_diff_ci'][0]:.1f}, {face['mean_diff_ci'][1]:.1f}]")
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
+    save_png(fig, path, dpi=100)

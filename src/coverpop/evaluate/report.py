@@ -9,7 +9,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 from PIL import Image
 
-from coverpop.core.atomic import atomic_path
+from coverpop.core.figures import save_png
 
 # The columns `dvc exp show` gets from metrics/evaluate.json; the whole report (every baseline,
 # every gain with its CI, Pearson) goes to metrics/eval/report.json. The column budget (at most
@@ -61,6 +61,4 @@ def gallery(test: pd.DataFrame, predicted, path: str | Path, per_row: int = 8) -
                         va="center", ha="right", fontsize=9)
     fig.suptitle("Test covers: predicted / true popularity", fontsize=10)
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=90, format="png")
-    plt.close(fig)
+    save_png(fig, path, dpi=90)

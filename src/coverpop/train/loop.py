@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import math
+import os
 import time
 from dataclasses import dataclass, field, fields
 
@@ -68,6 +69,7 @@ class TrainConfig:
     compile: object = False         # false | true | a torch.compile backend name
     channels_last: object = "auto"  # auto (CNNs yes, ViTs no) | true | false
     amp: object = "auto"            # bf16 autocast: auto (on CUDA) | true | false
+    deterministic: object = "auto"  # deterministic kernels: auto (CPU yes, GPU no) | true | false
     progress: bool = field(default=True, repr=False)
 
     TOP_LEVEL = ("model", "pretrained", "image_size", "normalization", "seed")
@@ -131,6 +133,19 @@ def _flag(value, auto: bool, name: str) -> bool:
     raise CoverpopError(f"params.yaml: train.{name}={value!r} must be auto, true or false")
 
 
+def set_determinism(value, device: torch.device) -> bool:
+    """Deterministic kernels: free on the CPU, so `auto` turns them on there; on a GPU they can
+    cost speed, so `auto` leaves them off and `true` asks for them (cuBLAS then needs a fixed
+    workspace, set here unless the environment already sets it; cuDNN autotuning stays off).
+    An op with no deterministic kernel warns instead of failing."""
+    on = _flag(value, device.type == "cpu", "deterministic")
+    if on and device.type == "cuda":
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # read when cuBLAS starts
+        torch.backends.cudnn.benchmark = False
+    torch.use_deterministic_algorithms(on, warn_only=True)
+    return on
+
+
 def loss_fn(name: str):
     return {"mse": F.mse_loss, "l1": F.l1_loss,
             "huber": lambda p, y: F.huber_loss(p, y, delta=HUBER_DELTA)}[name]
@@ -180,6 +195,7 @@ class FitResult:
 
 def fit(cfg: TrainConfig, data: CoverTensors, weights: Weights, mean, std, live=None) -> FitResult:
     device = resolve_device(cfg.device)
+    set_determinism(cfg.deterministic, device)
     torch.manual_seed(cfg.seed)
     model = CoverRegressor(cfg.model, cfg.image_size, mean, std, cfg.output, cfg.head_hidden,
                            weights=weights)
