@@ -11,7 +11,7 @@ import pytest
 from scipy import stats
 
 from coverpop.cli import main
-from coverpop.compare import group_by_all_but_seed, report, runs_from_exp_show, welch
+from coverpop.compare import group_by_all_but_seed, paired, report, runs_from_exp_show, welch
 from coverpop.core.errors import CoverpopError
 
 
@@ -74,6 +74,20 @@ def test_welch_matches_the_textbook_interval():
     assert not m.exceeds_noise and m.low < 0 < m.high
 
 
+def test_paired_by_seed_matches_the_textbook_interval():
+    a = {0: 0.60, 1: 0.62, 2: 0.64, 7: 0.5}          # seed 7 only in a: not paired
+    b = {0: 0.63, 1: 0.66, 2: 0.66}
+    d = [0.03, 0.04, 0.02]
+    mean = sum(d) / 3
+    sd = math.sqrt(sum((x - mean) ** 2 for x in d) / 2)
+    half = stats.t.ppf(0.975, 2) * sd / math.sqrt(3)
+    got = paired(a, b, "spearman")
+    assert (got.diff, got.low, got.high, got.n_a) == pytest.approx((mean, mean - half,
+                                                                     mean + half, 3))
+    assert got.exceeds_noise
+    assert paired({0: 1.0}, {0: 2.0, 1: 3.0}) is None          # one common seed: no interval
+
+
 def test_report_prints_mean_sd_n_and_the_verdicts():
     text, out = report(runs_from_exp_show(exp_show(A + B, A[0])), ["model.spearman", "model.mae"])
     assert "resnet18" in text and "mobilenet" in text and "n=3" in text
@@ -83,6 +97,7 @@ def test_report_prints_mean_sd_n_and_the_verdicts():
         {"model=resnet18", "model=mobilenet"}
     mae = next(d for d in out["differences"] if d["metric"] == "evaluate:model.mae")
     assert not mae["exceeds_seed_noise"]
+    assert spearman["paired"]["n"] == 3   # same seeds in both groups: paired too
     assert "exceeds the seed noise" in text and "within the seed noise" in text
     g = {g["label"]: g for g in out["groups"]}
     assert g["model=resnet18"]["seeds"] == [0, 1, 2]
@@ -91,7 +106,8 @@ def test_report_prints_mean_sd_n_and_the_verdicts():
 
 def test_one_seed_per_group_says_it_cannot_judge():
     text, out = report(runs_from_exp_show(exp_show([A[0], B[0]], A[0])), ["spearman"])
-    assert "needs at least 2 seeds per group (have 1 and 1)" in text and out["differences"] == []
+    assert "needs at least 2 seeds per group to measure the seed noise (model=mobilenet has 1, " \
+           "model=resnet18 has 1)" in text and out["differences"] == []
     with pytest.raises(CoverpopError, match="at least 2 seeds"):
         welch([0.1], [0.2, 0.3])
 

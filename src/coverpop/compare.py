@@ -7,7 +7,10 @@ test Spearman 0.678 and 0.633. Run each config with a few seeds
 the runs that differ only in `seed` into one group, and for each pair of groups tests the
 difference of their means with Welch's t-test over the seeds (unequal variances, the interval
 from the Welch-Satterthwaite degrees of freedom). A difference whose 95 % interval excludes 0
-exceeds the seed noise; one whose interval spans 0 does not, whatever its sign.
+exceeds the seed noise; one whose interval spans 0 does not, whatever its sign. Where both groups
+ran the same seeds (so met the same splits), the paired interval over per-seed differences is
+printed beside it: the split's share of the noise cancels there, at the price of fewer degrees
+of freedom.
 """
 
 from __future__ import annotations
@@ -38,6 +41,10 @@ class Group:
 
     def values(self, metric: str) -> list[float]:
         return [r.metrics[metric] for r in self.runs if metric in r.metrics]
+
+    def by_seed(self, metric: str) -> dict:
+        return {json.dumps(r.params.get(SEED)): r.metrics[metric] for r in self.runs
+                if metric in r.metrics}
 
 
 def flatten(node, prefix: str = "") -> dict:
@@ -155,6 +162,27 @@ def welch(a: list[float], b: list[float], metric: str = "", level: float = 0.95)
                       len(a), len(b))
 
 
+def paired(a: dict, b: dict, metric: str = "", level: float = 0.95) -> Difference | None:
+    """mean(b - a) over the seeds both groups ran, with a t interval (None under 2 seeds).
+
+    The seed fixes the selection and the split, so two configs run with the same seed meet the
+    same test covers: pairing by seed takes that shared part of the noise out (Welch's unpaired
+    interval cannot), with n - 1 degrees of freedom."""
+    from scipy import stats
+
+    seeds = sorted(set(a) & set(b), key=str)
+    if len(seeds) < 2:
+        return None
+    d = [b[s] - a[s] for s in seeds]
+    mean, sd = mean_sd(d)
+    if sd == 0:
+        return Difference(metric, mean, mean, mean, 0.0 if mean else 1.0, len(d), len(d))
+    res = stats.ttest_1samp(d, 0.0)
+    ci = res.confidence_interval(level)
+    return Difference(metric, mean, float(ci.low), float(ci.high), float(res.pvalue), len(d),
+                      len(d))
+
+
 def _fmt(x: float, like: float | None = None) -> str:
     """3 decimals below 10, else 2 (`like`: format as that number would be, e.g. an sd as its
     mean)."""
@@ -213,21 +241,35 @@ def report(runs: list[Run], metrics: list[str] | None = None) -> tuple[str, dict
             "metrics": {m: dict(zip(("mean", "sd"), mean_sd(g.values(m))), n=len(g.values(m)))
                         for m in chosen if g.values(m)}})
     for (ia, a), (ib, b) in combinations(enumerate(groups), 2):
-        lines += ["", f"{names[ib]}  minus  {names[ia]}  (Welch t-test over seeds, 95 % CI):"]
+        lines += ["", f"{names[ib]}  minus  {names[ia]}  (95 % intervals over seeds: Welch, "
+                      "and paired by seed where both ran the same seeds):"]
+        small = [(names[k], len(g.runs)) for k, g in ((ia, a), (ib, b)) if len(g.runs) < 2]
+        if small:
+            lines.append("  needs at least 2 seeds per group to measure the seed noise ("
+                         + ", ".join(f"{n} has {k}" for n, k in small) + ")")
+            continue
         for m in (m for m in chosen if _comparable(m, a.runs + b.runs)):
             va, vb = a.values(m), b.values(m)
             if len(va) < 2 or len(vb) < 2:
                 lines.append(f"  {m:<{width}}  needs at least 2 seeds per group "
-                             f"(have {len(va)} and {len(vb)})")
+                             f"(have {len(vb)} and {len(va)})")
                 continue
             d = welch(va, vb, m)
+            pd = paired(a.by_seed(m), b.by_seed(m), m)
             verdict = "exceeds the seed noise" if d.exceeds_noise else "within the seed noise"
-            lines.append(f"  {m:<{width}}  {d.diff:+.3f}  [{d.low:+.3f}, {d.high:+.3f}]  "
-                         f"p={d.p:.2g}  {verdict}")
-            out["differences"].append({"a": names[ia], "b": names[ib], "metric": m,
-                                       "diff": d.diff, "ci_low": d.low, "ci_high": d.high,
-                                       "p": d.p, "n_a": d.n_a, "n_b": d.n_b,
-                                       "exceeds_seed_noise": d.exceeds_noise})
+            line = (f"  {m:<{width}}  {d.diff:+.3f}  [{d.low:+.3f}, {d.high:+.3f}]  "
+                    f"p={d.p:.2g}  {verdict}")
+            if pd is not None:
+                line += (f"  | paired (n={pd.n_a}): [{pd.low:+.3f}, {pd.high:+.3f}]"
+                         f"{'  exceeds' if pd.exceeds_noise else '  within'}")
+            lines.append(line)
+            row = {"a": names[ia], "b": names[ib], "metric": m, "diff": d.diff,
+                   "ci_low": d.low, "ci_high": d.high, "p": d.p, "n_a": d.n_a, "n_b": d.n_b,
+                   "exceeds_seed_noise": d.exceeds_noise}
+            if pd is not None:
+                row["paired"] = {"diff": pd.diff, "ci_low": pd.low, "ci_high": pd.high,
+                                 "p": pd.p, "n": pd.n_a, "exceeds_seed_noise": pd.exceeds_noise}
+            out["differences"].append(row)
     return "\n".join(lines), out
 
 
