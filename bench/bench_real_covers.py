@@ -45,11 +45,13 @@ WEAK_DEMO = ["data.demo.effects=weak", "data.demo.n_albums=2500", "select.n=4000
 FROZEN = ["model=tf_efficientnet_lite0", "pretrained=package", "image_size=224",
           "normalization=model", "train.freeze_backbone=true", "train.augment=false"]
 DATA_STAGES = [
-    ["fetch_csv.py", "data/raw/tracks.csv"],
+    ["inputs.py", "data/inputs/tracks.json", "data/inputs/images.csv"],
+    ["fetch_csv.py", "data/inputs/tracks.json", "data/raw/tracks.csv"],
     ["select_tracks.py", "data/raw/tracks.csv", "data/selected.csv"],
-    ["scrape_images.py", "data/selected.csv", "data/covers", "data/manifest.csv"],
+    ["scrape_images.py", "data/selected.csv", "data/inputs/images.csv", "data/covers",
+     "data/manifest.csv"],
     ["dedupe_split.py", "data/selected.csv", "data/manifest.csv", "data/split.csv",
-     "data/dedupe_removed.csv", "metrics/dedupe.json"],
+     "data/dedupe_removed.csv", "metrics/dedupe.csv"],
 ]
 
 

@@ -1,8 +1,11 @@
 """Stage analyze: interpretable features of every kept cover, and how popularity goes with them.
 
-Reads the split table and the covers it names; writes the per-cover features, the numbers for
-`dvc metrics` and the data for `dvc plots` plus a PNG.
+Reads the split table and the covers it names; writes the per-cover features and, into the plots
+folder (kept in git, shown by `dvc plots`): a compact summary, the full report, the plot tables
+and a PNG. None of it is a `dvc metrics` file: `dvc exp show` keeps to the headline numbers.
 """
+
+import _env  # noqa: F401  (first: a one-line error when the environment is not active)
 
 from pathlib import Path
 
@@ -16,7 +19,7 @@ from coverpop.core.params import load_params, stage_paths
 
 
 def main() -> None:
-    args = stage_paths("split", "features_out", "metrics_out", "plots_dir")
+    args = stage_paths("split", "features_out", "plots_dir")
     params = load_params()
     p = params["analyze"]
     try:
@@ -24,24 +27,24 @@ def main() -> None:
     except FileNotFoundError:
         raise CoverpopError(f"{args.split}: not found (run `dvc repro dedupe_split`)") from None
     table = analysis.cover_table(rows[rows["split"].isin(p["splits"])])
-    report, metrics = analysis.summarize(table, float(p["top_quantile"]),
+    report, summary = analysis.summarize(table, float(p["top_quantile"]),
                                          float(p["bottom_quantile"]), int(p["bootstrap"]),
                                          int(params["seed"]), tuple(p["adjust_for"]))
 
     keep = [c for c in ("track_id", "cover_id", "file", "split", "popularity") if c in table]
     write_csv(args.features_out, table[keep + ["face", *FEATURES]])
-    write_json(args.metrics_out, metrics)
     plots = Path(args.plots_dir)
+    write_json(plots / "summary.json", summary)
     write_json(plots / "report.json", report)
     for name, df in analysis.plot_tables(table, report).items():
         write_csv(plots / f"{name}.csv", df.round(4))
     analysis.save_figure(table, report, plots / "effects.png")
-    face = metrics.get("face", {})
+    face = summary.get("face", {})
     if "mean_diff" in face:
-        print(f"analyze: {metrics['n_covers']} covers, {face['share_of_covers']:.0%} with a face; "
+        print(f"analyze: {summary['n_covers']} covers, {face['share_of_covers']:.0%} with a face; "
               f"face vs none: popularity {face['mean_diff']:+.1f} (95% CI "
               f"{face['mean_diff_low']:+.1f}..{face['mean_diff_high']:+.1f}, p={face['p']:.2g}) "
-              f"-> {args.metrics_out}")
+              f"-> {plots / 'summary.json'}")
 
 
 if __name__ == "__main__":

@@ -1,4 +1,10 @@
-"""Stage evaluate: the model and the baselines on the test split, gains with bootstrap CIs."""
+"""Stage evaluate: the model and the baselines on the test split, gains with bootstrap CIs.
+
+Writes the headline numbers to the metrics file (`dvc exp show` columns) and the full report,
+predictions, gallery and Grad-CAM overlays to the plots folder.
+"""
+
+import _env  # noqa: F401  (first: a one-line error when the environment is not active)
 
 from pathlib import Path
 
@@ -19,7 +25,7 @@ from coverpop.evaluate.metadata import (
     fit_cover_value,
     metadata_columns,
 )
-from coverpop.evaluate.report import gallery, predictions_frame
+from coverpop.evaluate.report import gallery, headline, predictions_frame
 from coverpop.evaluate.saliency import explain_test_covers
 from coverpop.train.checkpoint import load_predictor
 from coverpop.train.data import load_images
@@ -54,14 +60,15 @@ def main() -> None:
     if metadata_columns(train):
         x_train, x_test = cover_features(predictor, args.split, test_images)
         value = fit_cover_value(train, test, x_train, x_test, seed)
-        headline, detail = cover_value_report(y, value, int(e["bootstrap"]), seed)
-        report.update(headline)
+        value_headline, detail = cover_value_report(y, value, int(e["bootstrap"]), seed)
+        report.update(value_headline)
         write_json(plots / "metadata.json", detail)
     else:
         (plots / "metadata.json").unlink(missing_ok=True)
         print("evaluate: the tracks have no genre or year column: metadata_only, "
               "model_with_metadata and cover_added_value skipped")
-    write_json(args.metrics_out, report)
+    write_json(plots / "report.json", report)
+    write_json(args.metrics_out, headline(report))
 
     write_csv(plots / "predictions.csv", predictions_frame(test, predicted))
     gallery(test, predicted, plots / "gallery.png", per_row=int(e["gallery"]))

@@ -1,5 +1,7 @@
 """Stage scrape_images: one verified cover per track, resumable, and a manifest."""
 
+import _env  # noqa: F401  (first: a one-line error when the environment is not active)
+
 import signal
 import sys
 
@@ -8,27 +10,34 @@ from coverpop.core.errors import CoverpopError, run_stage
 from coverpop.core.params import load_params, stage_paths
 from coverpop.covers.engine import Scraper, check_success, manifest_frame, retry_hint
 from coverpop.covers.journal import resolver_settings
-from coverpop.covers.resolvers import make_resolver
+from coverpop.covers.resolvers import LocalResolver, make_resolver
 from coverpop.covers.settings import ScrapeSettings
 from coverpop.covers.types import StopScrape
+from coverpop.tracks.inputs import read_image_hashes
 from coverpop.tracks.tables import read_tracks
 
 
 def main() -> None:
     # SIGTERM (a CI timeout, `kill`) stops the run the way Ctrl-C does: finished work is kept.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
-    args = stage_paths("selected", "covers_dir", "manifest")
+    args = stage_paths("selected", "image_hashes", "covers_dir", "manifest")
     params = load_params()
     settings = ScrapeSettings.from_params(params["scrape"])   # the one read of scrape params
     tracks = read_tracks(args.selected)
-    resolver = make_resolver(settings, tracks, params["data"])
+    resolver = make_resolver(settings, tracks, params["data"],
+                             image_hashes=read_image_hashes(args.image_hashes))
     scraper = Scraper(resolver, args.covers_dir, size=settings.size,
                       min_source_px=settings.min_source_px, max_aspect=settings.max_aspect,
                       retry_failed=settings.retry_failed,
                       settings=resolver_settings(resolver.name, settings, params["data"], {}))
     name = f"scrape_images ({resolver.name})"
+    rows = tracks.to_dict("records")
+    if isinstance(resolver, LocalResolver):  # a replaced picture is scraped again
+        redo = resolver.drop_stale_covers(scraper.images, rows)
+        if redo:
+            print(f"scrape_images: {redo} stored covers no longer match your image files; redone")
     try:
-        records = scraper.run(tracks.to_dict("records"), workers=settings.workers)
+        records = scraper.run(rows, workers=settings.workers)
     except StopScrape as stop:
         print(f"{name}: {scraper.summary.line()}")
         raise CoverpopError(f"scrape stopped: {stop}") from None

@@ -1,5 +1,7 @@
 """Stage select_tracks: N tracks to scrape, seeded, optionally filtered and stratified."""
 
+import _env  # noqa: F401  (first: a one-line error when the environment is not active)
+
 from coverpop.core.atomic import write_csv
 from coverpop.core.errors import run_stage
 from coverpop.core.params import load_params, stage_paths

@@ -1,12 +1,18 @@
 """Stage train: fit a timm model on the train split, keep the best val epoch, save a checkpoint.
 
-One process:    python stages/train.py data/split.csv models/model.pt metrics/train
+One process:    python stages/train.py data/split.csv models/model.pt metrics/train/live metrics/train/metrics.json
 Data-parallel:  torchrun --standalone --nproc_per_node=N stages/train.py <same arguments>
 (same params; train.batch_size is the global batch)
+
+dvclive writes the curves, the first batch and its full summary under the live folder; the
+metrics file holds only the two numbers `dvc exp show` needs (best val MAE, blank-input val MAE).
 """
+
+import _env  # noqa: F401  (first: a one-line error when the environment is not active)
 
 from dvclive import Live
 
+from coverpop.core.atomic import write_json
 from coverpop.core.errors import run_stage
 from coverpop.core.params import load_params, stage_paths
 from coverpop.train import distributed as dist
@@ -17,7 +23,7 @@ from coverpop.train.probe import run_probe
 
 
 def main() -> None:
-    args = stage_paths("split", "model_out", "live_dir")
+    args = stage_paths("split", "model_out", "live_dir", "metrics_out")
     cfg = TrainConfig.from_params(load_params())
     dist.setup()
     try:
@@ -36,6 +42,10 @@ def main() -> None:
         if blank is not None:  # the input-independent baseline, next to the real metrics
             live.summary["blank_baseline"] = {"val": blank.val}
         live.end()
+        headline = {"best_val_mae": result.val.get("mae")}
+        if blank is not None:
+            headline["blank_val_mae"] = blank.val.get("mae")
+        write_json(args.metrics_out, {k: round(v, 4) for k, v in headline.items() if v is not None})
         save_checkpoint(args.model_out, result.model, **meta)
         line = (f"train: ridge probe, alpha {meta['probe']['alpha']:.3g}" if "probe" in meta
                 else f"train: best epoch {meta['best_epoch']}")

@@ -1,5 +1,6 @@
 """Kaggle download errors, checked offline: kagglehub's traffic goes to a proxy on 127.0.0.1."""
 
+import hashlib
 import os
 import socket
 import subprocess
@@ -11,6 +12,7 @@ import pytest
 from conftest import write_params
 
 from coverpop.core.errors import CoverpopError
+from coverpop.tracks.inputs import tracks_fingerprint
 from coverpop.tracks.kaggle import fetch_kaggle_csv
 
 
@@ -56,7 +58,9 @@ def test_no_network_is_one_clear_error(dead_end_proxy, tmp_path):
     assert not dest.exists()
 
 
-def test_a_pinned_version_in_the_kagglehub_cache_needs_no_network(dead_end_proxy, tmp_path):
+def test_a_pinned_version_in_the_kagglehub_cache_needs_no_network(dead_end_proxy, tmp_path,
+                                                                  monkeypatch):
+    monkeypatch.setenv("COVERPOP_CACHE", str(tmp_path / "coverpop"))
     from kagglehub.cache import Cache
     from kagglehub.handle import parse_dataset_handle
 
@@ -68,6 +72,10 @@ def test_a_pinned_version_in_the_kagglehub_cache_needs_no_network(dead_end_proxy
     Cache().mark_as_complete(h, "spotify_data.csv")
     dest = fetch_kaggle_csv(handle, tmp_path / "raw" / "tracks.csv")
     assert dest.read_text() == cached.read_text()
+    # the inputs stage's fingerprint is the cached file's content, offline too
+    got = tracks_fingerprint({"source": "kaggle", "kaggle": {"handle": handle,
+                                                             "file": "spotify_data.csv"}})
+    assert got["csv"]["sha256"] == hashlib.sha256(cached.read_bytes()).hexdigest()
     assert dead_end_proxy == []                                   # not one request went out
 
 
@@ -77,14 +85,15 @@ def test_handle_must_pin_a_version(tmp_path):
 
 
 @pytest.mark.timeout(120)
-def test_fetch_csv_stage_without_network_prints_one_line(dead_end_proxy, tmp_path):
+def test_inputs_stage_without_network_prints_one_line(dead_end_proxy, tmp_path):
+    """The first stage to reach Kaggle is `inputs` (it fingerprints the file fetch_csv reads)."""
     repo = Path(__file__).resolve().parents[1]
     write_params(tmp_path, {"data": {"source": "kaggle", "kaggle": {
         "handle": "amitanshjoshi/spotify-1million-tracks/versions/1", "file": "spotify_data.csv"}}})
-    proc = subprocess.run([sys.executable, str(repo / "stages" / "fetch_csv.py"), "tracks.csv"],
-                          cwd=tmp_path, capture_output=True, text=True, timeout=100,
-                          env={**os.environ, "PYTHONPATH": str(repo / "src")})
+    proc = subprocess.run([sys.executable, str(repo / "stages" / "inputs.py"), "tracks.json",
+                           "images.csv"], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=100, env={**os.environ, "PYTHONPATH": str(repo / "src")})
     assert proc.returncode == 1
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: cannot reach Kaggle"), proc.stderr
-    assert not (tmp_path / "tracks.csv").exists()
+    assert not (tmp_path / "tracks.json").exists()

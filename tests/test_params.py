@@ -95,6 +95,7 @@ def test_every_key_with_a_wrong_type_is_one_line_naming_key_and_value(key, tmp_p
     ("normalization", "zscore", "normalization='zscore' is not one of imagenet, model, dataset, none"),
     ("train.output", "tanh", "train.output='tanh' is not one of sigmoid, linear"),
     ("train.amp", "yes", "train.amp='yes' must be auto, true or false"),
+    ("train.deterministic", "yes", "train.deterministic='yes' must be auto, true or false"),
     ("train.device", "gpu0", "train.device='gpu0' must be auto, cpu, cuda, cuda:N or mps"),
     ("analyze.splits", ["train", "holdout"], "analyze.splits=['train', 'holdout'] must be a list "
                                              "of train, val, test"),
@@ -346,7 +347,7 @@ def test_a_new_source_is_one_registered_function(monkeypatch, tmp_path):
     sources.fetch_tracks({"source": "demo", "demo": {"n_albums": 20, "seed": 0, "effects": "strong"}}).to_csv(csv, index=False)
 
     @sources.source("mine")
-    def mine(p: dict):
+    def mine(p: dict, inputs: dict):
         return sources.read_tracks(p["file"])
 
     tracks = sources.fetch_tracks({"source": "mine", "mine": {"file": str(csv)}})
@@ -354,7 +355,7 @@ def test_a_new_source_is_one_registered_function(monkeypatch, tmp_path):
     # its covers: Spotify by track id, unless a resolver of the same name is registered
     assert resolvers.auto_resolver("mine", environ={}) == "oembed"
     monkeypatch.setitem(resolvers.RESOLVERS, "mine",
-                        lambda tracks, data, scrape, environ: resolvers.DemoResolver(tracks))
+                        lambda tracks, data, scrape, environ, hashes: resolvers.DemoResolver(tracks))
     auto = ScrapeSettings.from_params(scrape_params(resolver="auto"), environ={})
     r = resolvers.make_resolver(auto, tracks, {"source": "mine"}, environ={})
     assert isinstance(r, resolvers.DemoResolver)

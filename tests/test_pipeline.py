@@ -43,15 +43,18 @@ def test_repro_then_an_experiment_with_another_model(built_repo):
     assert set(stages) <= set(lock)
     for path in lock_outputs(repo):
         assert path.exists(), path
-    report = json.loads((repo / "metrics/evaluate.json").read_text())
+    report = json.loads((repo / "metrics/eval/report.json").read_text())
     assert {"model", "baseline_mean", "baseline_random", "baseline_genre_year",
-            "gain_vs_mean"} <= set(report)
+            "gain_vs_mean", "gain_vs_genre_year"} <= set(report)
     ci = report["gain_vs_mean"]["spearman"]
     assert ci["ci_low"] <= ci["value"] <= ci["ci_high"]
+    headline = json.loads((repo / "metrics/evaluate.json").read_text())
+    assert headline["gain_vs_mean"]["spearman"] == ci   # the headline is copied, not recomputed
+    assert headline["model"]["mae"] == report["model"]["mae"]
     assert Image.open(repo / "metrics/eval/gallery.png").format == "PNG"
     preds = pd.read_csv(repo / "metrics/eval/predictions.csv")
     assert len(preds) == report["test_covers"] and preds["predicted"].between(0, 100).all()
-    assert "step" in json.loads((repo / "metrics/train/metrics.json").read_text())
+    assert "step" in json.loads((repo / "metrics/train/live/metrics.json").read_text())
     assert "Stage 'train' didn't change" in run(["dvc", "repro"], repo).stdout  # nothing re-runs
 
     run("git add -A && git -c user.name=t -c user.email=t@t commit -qm baseline", repo)

@@ -325,9 +325,10 @@ def demo_stage_dir(root: Path, tracks, **scrape) -> Path:
 
 def run_scrape_stage(cwd: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+    (cwd / "images.csv").write_text("name,size,sha256\n")  # the inputs stage's: no local images
     return subprocess.run([sys.executable, str(REPO / "stages/scrape_images.py"), "selected.csv",
-                           "data/covers", "data/manifest.csv"], cwd=cwd, env=env, text=True,
-                          capture_output=True, timeout=300)
+                           "images.csv", "data/covers", "data/manifest.csv"], cwd=cwd, env=env,
+                          text=True, capture_output=True, timeout=300)
 
 
 def outputs(cwd: Path) -> dict[str, bytes]:

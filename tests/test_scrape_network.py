@@ -141,13 +141,14 @@ def stage_dir(tmp_path, ids, **scrape):
                                          "max_retry_after": 60, **scrape})}
     write_params(tmp_path, params)
     pd.DataFrame(rows(ids)).to_csv(tmp_path / "selected.csv", index=False)
+    (tmp_path / "images.csv").write_text("name,size,sha256\n")  # the inputs stage's: no local images
     return tmp_path
 
 
 def run_stage(cwd, fake, wait=True):
     env = {**os.environ, **fake.env(), "PYTHONPATH": str(REPO / "src")}
     cmd = [sys.executable, str(REPO / "stages" / "scrape_images.py"), "selected.csv",
-           "data/covers", "data/manifest.csv"]
+           "images.csv", "data/covers", "data/manifest.csv"]
     proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     if wait:

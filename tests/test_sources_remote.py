@@ -134,34 +134,39 @@ def test_a_url_that_is_not_a_csv_is_named_by_its_url(slow_server):
 
 
 def _stage(cwd, env, wait=True):
-    cmd = [sys.executable, str(REPO / "stages/fetch_csv.py"), "tracks.csv"]
-    return (subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=120)
-            if wait else subprocess.Popen(cmd, cwd=cwd, env=env))
+    """The inputs stage (it downloads a CSV by URL), then fetch_csv, as dvc.yaml runs them;
+    wait=False: the inputs stage alone, started."""
+    inputs = [sys.executable, str(REPO / "stages/inputs.py"), "tracks.json", "images.csv"]
+    if not wait:
+        return subprocess.Popen(inputs, cwd=cwd, env=env)
+    for cmd in (inputs, [sys.executable, str(REPO / "stages/fetch_csv.py"), "tracks.json",
+                         "tracks.csv"]):
+        proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=120)
+        if proc.returncode:
+            break
+    return proc
 
 
 @pytest.mark.timeout(120)
-def test_temp_dir_of_a_download_killed_midway_is_cleaned_by_the_next_run(tmp_path, slow_server,
-                                                                          served_csv):
-    tmp = tmp_path / "tmp"
-    tmp.mkdir()
-    env = {**os.environ, "TMPDIR": str(tmp), "PYTHONPATH": str(REPO / "src")}
+def test_a_download_killed_midway_is_cleaned_by_the_next_run(tmp_path, slow_server, served_csv):
+    downloads = tmp_path / "cache" / "downloads"
+    env = {**os.environ, "COVERPOP_CACHE": str(tmp_path / "cache"),
+           "PYTHONPATH": str(REPO / "src")}
     write_params(tmp_path, {"data": {"source": "csv",
                                      "csv": {"path": slow_server + "/tracks.csv", "sha256": ""}}})
     proc = _stage(tmp_path, env, wait=False)
     deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and not list(tmp.glob(f"coverpop-csv-{proc.pid}-*/.*.tmp")):
+    while time.monotonic() < deadline and not list(downloads.glob(f".*.{proc.pid}.tmp")):
         time.sleep(0.1)
     proc.kill()
     proc.wait()
-    left = list(tmp.glob("coverpop-csv-*"))
-    assert [d.name.split("-")[2] for d in left] == [str(proc.pid)]     # killed: left behind
-    alive = tmp / f"coverpop-csv-{os.getpid()}-abcd"                   # a live process's
-    alive.mkdir()
+    assert [p.name.split(".")[-2] for p in downloads.glob(".*.tmp")] == [str(proc.pid)]  # left
     url, sha, _ = served_csv
     write_params(tmp_path, {"data": {"source": "csv", "csv": {"path": url, "sha256": sha}}})
     done = _stage(tmp_path, env)
     assert done.returncode == 0, done.stderr
-    assert list(tmp.glob("coverpop-csv-*")) == [alive]
+    assert list(downloads.glob(".*.tmp")) == []
+    assert len(pd.read_csv(tmp_path / "tracks.csv")) == 2000
 
 
 def test_kaggle_schema_csv_with_repeated_ids_is_deduplicated_and_counted(tmp_path):

@@ -35,5 +35,5 @@ def test_queue_a_tiny_grid_and_compare(tmp_path, monkeypatch):
             r["metrics"]["metrics/train/metrics.json"]["data"]
     assert {"resnet10t", "test_resnet"} <= set(grid)
     for metrics in grid.values():  # each run reports its own model next to its blank baseline
-        assert {"best", "blank_baseline", "val"} <= set(metrics)
-    assert grid["resnet10t"]["val"] != grid["test_resnet"]["val"]
+        assert set(metrics) == {"best_val_mae", "blank_val_mae"}
+    assert grid["resnet10t"]["best_val_mae"] != grid["test_resnet"]["best_val_mae"]

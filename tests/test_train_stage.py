@@ -45,7 +45,8 @@ def make_workspace(root: Path, n: int = 32, size: int = 40, **params) -> Path:
 def run_stage(root: Path, nproc: int = 1) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "COVERPOP_CACHE": str(root / "cache"),
            "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
-    args = [str(STAGE), "data/split.csv", "models/model.pt", "metrics/train"]
+    args = [str(STAGE), "data/split.csv", "models/model.pt", "metrics/train/live",
+            "metrics/train/metrics.json"]
     cmd = [sys.executable, *args]
     if nproc > 1:
         cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
@@ -54,7 +55,8 @@ def run_stage(root: Path, nproc: int = 1) -> subprocess.CompletedProcess:
 
 
 def read_metrics(root: Path) -> dict:
-    return json.loads((root / "metrics" / "train" / "metrics.json").read_text())
+    """dvclive's full summary (the metrics file holds only the headline)."""
+    return json.loads((root / "metrics" / "train" / "live" / "metrics.json").read_text())
 
 
 def keys(d: dict, prefix="") -> set:
@@ -81,8 +83,12 @@ def test_stage_writes_checkpoint_metrics_and_first_batch(single):
     assert {"train/loss", "val/loss", "val/mae", "val/spearman", "best/val/mae", "best_epoch",
             "best_val_loss", "blank_baseline/val/mae", "blank_baseline/val/spearman"} <= keys(m)
     assert m["step"] == 1  # two epochs logged
-    assert (single / "metrics" / "train" / "plots" / "images" / "first_batch.png").is_file()
-    tsv = single / "metrics" / "train" / "plots" / "metrics" / "val" / "mae.tsv"
+    headline = json.loads((single / "metrics" / "train" / "metrics.json").read_text())
+    assert headline == {"best_val_mae": round(m["best"]["val"]["mae"], 4),
+                        "blank_val_mae": round(m["blank_baseline"]["val"]["mae"], 4)}
+    live = single / "metrics" / "train" / "live"
+    assert (live / "plots" / "images" / "first_batch.png").is_file()
+    tsv = live / "plots" / "metrics" / "val" / "mae.tsv"
     assert len(tsv.read_text().splitlines()) == 3  # header + one row per epoch
 
 

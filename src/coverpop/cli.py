@@ -87,9 +87,27 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0 if len(good) == len(paths) else 1
 
 
+def cmd_compare(args: argparse.Namespace) -> int:
+    from coverpop import compare
+
+    if args.input:
+        try:
+            shown = json.loads(Path(args.input).read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise CoverpopError(f"{args.input}: file not found") from None
+        except json.JSONDecodeError as err:
+            raise CoverpopError(f"{args.input}: not JSON ({err.msg}, line {err.lineno})") from None
+    else:
+        shown = compare.exp_show_json(["--all-commits"] if args.all_commits else [])
+    text, result = compare.report(compare.runs_from_exp_show(shown), args.metric)
+    print(json.dumps(result, indent=2) if args.json else text)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="coverpop", description="Predict a track's popularity (0-100) from its album cover.")
+        prog="coverpop", description="Predict a track's popularity (0-100) from its album cover, "
+                                     "and compare experiments over seeds.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     p = sub.add_parser(
         "predict", help="predict the popularity of one or more cover images",
@@ -102,6 +120,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--features", action="store_true",
                    help="also show the interpretable cover features (faces, colour, text)")
     p.set_defaults(func=cmd_predict)
+
+    c = sub.add_parser(
+        "compare", help="mean ± sd over seeds per config, and which differences beat seed noise",
+        description="Read `dvc exp show --json`, group the experiments that differ only in "
+                    "`seed`, print mean ± sd and n of every metric per group, and for each pair "
+                    "of groups the difference with a 95%% Welch interval over the seeds. Run "
+                    "the seeds first: dvc exp run --queue -S seed=0,1,2 -S model=a,b; "
+                    "dvc queue start.")
+    c.add_argument("--metric", nargs="+", metavar="TEXT",
+                   help="only metrics whose name contains TEXT (e.g. model.spearman)")
+    c.add_argument("--input", metavar="FILE",
+                   help="read this saved `dvc exp show --json` output instead of running it")
+    c.add_argument("--all-commits", action="store_true",
+                   help="include experiments on every commit, not only the current one")
+    c.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    c.set_defaults(func=cmd_compare)
     return parser
 
 

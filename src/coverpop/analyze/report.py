@@ -1,8 +1,8 @@
 """The insight report: cover features for every kept cover, and how popularity goes with them.
 
 `cover_table` adds the interpretable features (coverpop.analyze.features) to the split table;
-`summarize` turns it into a detailed report plus a compact, numbers-only metrics dict for
-`dvc metrics` / `dvc exp show`; `plot_tables` and `save_figure` give the `dvc plots` data and a
+`summarize` turns it into a detailed report plus a compact, numbers-only summary (both plain
+files in git, not `dvc metrics`: `dvc exp show` keeps to the headline); `plot_tables` and `save_figure` give the `dvc plots` data and a
 PNG. Everything here is descriptive: an association across covers, not a causal effect.
 """
 
@@ -76,7 +76,7 @@ def detector_check(table: pd.DataFrame) -> dict:
 def summarize(table: pd.DataFrame, top_quantile: float = 0.8, bottom_quantile: float = 0.2,
               n_resamples: int = 2000, seed: int = 0,
               covariates: tuple[str, ...] = ("genre", "year")) -> tuple[dict, dict]:
-    """(full report, compact metrics). Rank effects (Cliff's delta for yes/no features,
+    """(full report, compact summary). Rank effects (Cliff's delta for yes/no features,
     Spearman's rho for continuous ones) are both in −1…1, so they can be compared side by side."""
     report = effects.analyze(table, list(BINARY), list(CONTINUOUS), list(CATEGORICAL),
                              covariates=list(covariates), adjusted_features=list(ADJUSTED),
@@ -164,7 +164,7 @@ def save_figure(table: pd.DataFrame, report: dict, path: str | Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from coverpop.core.atomic import atomic_path
+    from coverpop.core.figures import save_png
 
     tables = plot_tables(table, report)
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
@@ -193,6 +193,4 @@ def save_figure(table: pd.DataFrame, report: dict, path: str | Path) -> None:
         axes[2].set_title(f"Popularity, face minus none: {face['mean_diff']:+.1f} "
                           f"[{face['mean_diff_ci'][0]:.1f}, {face['mean_diff_ci'][1]:.1f}]")
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
+    save_png(fig, path, dpi=100)

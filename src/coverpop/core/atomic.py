@@ -5,6 +5,8 @@ Temp files and temp folders carry their owner's pid in their name, so that a lat
 up what a killed run left behind without ever touching the temp files of a process still alive.
 """
 
+from __future__ import annotations
+
 import json
 import os
 import re
@@ -13,8 +15,10 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pandas as pd
+if TYPE_CHECKING:  # pandas is not imported here: cheap stages (inputs) need none of it
+    import pandas as pd
 
 _TEMP = re.compile(r"^\..+\.(?P<pid>\d+)\.tmp$")   # .NAME.PID.tmp, as atomic_path names them
 

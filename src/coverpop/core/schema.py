@@ -176,6 +176,8 @@ class Train(Section):
     compile: bool | str = key("torch.compile", "true, false or a torch.compile backend name")
     channels_last: Literal["auto"] | bool = key("memory format; auto: CNNs yes, ViTs no")
     amp: Literal["auto"] | bool = key("bf16 autocast; auto: on CUDA only")
+    deterministic: Literal["auto"] | bool = key(
+        "deterministic kernels; auto: on the CPU (free there), off on a GPU (can cost speed)")
 
 
 class Evaluate(Section):

@@ -9,7 +9,35 @@ import matplotlib.pyplot as plt
 import pandas as pd
 from PIL import Image
 
-from coverpop.core.atomic import atomic_path
+from coverpop.core.figures import save_png
+
+# The columns `dvc exp show` gets from metrics/evaluate.json; the whole report (every baseline,
+# every gain with its CI, Pearson) goes to metrics/eval/report.json. The column budget (at most
+# 16 over all metrics files, tests/test_metrics_budget.py) reserves 5 more for the
+# metadata-only / model-with-metadata comparison.
+HEADLINE = ("test_covers", "model.mae", "model.rmse", "model.r2", "model.spearman",
+            "baseline_mean.mae", "gain_vs_mean.spearman.value", "gain_vs_mean.spearman.ci_low",
+            "gain_vs_mean.spearman.ci_high",
+            # does the cover add anything to genre and year? (when the tracks have them)
+            "metadata_only.spearman", "model_with_metadata.spearman",
+            "cover_added_value.spearman.value", "cover_added_value.spearman.ci_low",
+            "cover_added_value.spearman.ci_high")
+
+
+def headline(report: dict, keys: tuple[str, ...] = HEADLINE) -> dict:
+    """The dotted `keys` of `report`, nested as in the report; a key the report lacks is left out."""
+    out: dict = {}
+    for dotted in keys:
+        *parents, leaf = dotted.split(".")
+        node = report
+        for part in parents:
+            node = node.get(part, {}) if isinstance(node, dict) else {}
+        if isinstance(node, dict) and leaf in node:
+            dst = out
+            for part in parents:
+                dst = dst.setdefault(part, {})
+            dst[leaf] = node[leaf]
+    return out
 
 
 def predictions_frame(test: pd.DataFrame, predicted) -> pd.DataFrame:
@@ -37,6 +65,4 @@ def gallery(test: pd.DataFrame, predicted, path: str | Path, per_row: int = 8) -
                         va="center", ha="right", fontsize=9)
     fig.suptitle("Test covers: predicted / true popularity", fontsize=10)
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=90, format="png")
-    plt.close(fig)
+    save_png(fig, path, dpi=90)

@@ -97,7 +97,7 @@ def save_gallery(images: Sequence[np.ndarray], cams: Sequence[np.ndarray],
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from coverpop.core.atomic import atomic_path
+    from coverpop.core.figures import save_png
 
     n = len(images)
     ncols = max(1, min(ncols, n))
@@ -113,9 +113,7 @@ def save_gallery(images: Sequence[np.ndarray], cams: Sequence[np.ndarray],
     if suptitle:
         fig.suptitle(suptitle, fontsize=10)
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
-    plt.close(fig)
+    save_png(fig, path, dpi=110)
 
 
 def explain_test_covers(predictor, test, predicted, path: str | Path, n: int = 4) -> str:

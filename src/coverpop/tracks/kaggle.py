@@ -17,9 +17,17 @@ _PINNED = re.compile(r"^[\w.-]+/[\w.-]+/versions/\d+$")
 
 
 def fetch_kaggle_csv(handle: str, dest: str | Path, file: str = DEFAULT_FILE) -> Path:
-    """Copy `file` of the dataset `owner/slug/versions/N` to `dest` atomically.
+    """Copy `file` of the dataset `owner/slug/versions/N` to `dest` atomically."""
+    found = kaggle_file(handle, file)
+    dest = Path(dest)
+    with atomic_path(dest) as out:
+        shutil.copyfile(found, out)
+    return dest
 
-    kagglehub keeps the file in its cache (KAGGLEHUB_CACHE, default ~/.cache/kagglehub); a pinned
+
+def kaggle_file(handle: str, file: str = DEFAULT_FILE) -> Path:
+    """The path of `file` of the dataset `owner/slug/versions/N` in kagglehub's cache
+    (KAGGLEHUB_CACHE, default ~/.cache/kagglehub), downloaded first if it is not there; a pinned
     version found complete there is returned without any network call, so re-runs work offline.
     """
     if not _PINNED.match(handle or ""):
@@ -45,7 +53,4 @@ def fetch_kaggle_csv(handle: str, dest: str | Path, file: str = DEFAULT_FILE) ->
         found = found / file
     if not found.is_file():
         raise CoverpopError(f"Kaggle dataset {handle} has no {file}; set data.kaggle.file")
-    dest = Path(dest)
-    with atomic_path(dest) as out:
-        shutil.copyfile(found, out)
-    return dest
+    return found

@@ -15,7 +15,10 @@ import pandas as pd
 
 from coverpop.core.atomic import owned_tempdir
 from coverpop.core.errors import CoverpopError
+from coverpop.core.fingerprint import sha256_file
+from coverpop.core.redact import redact_url
 from coverpop.tracks import demo
+from coverpop.tracks.inputs import downloaded, is_url, local_csv, local_images_dir
 from coverpop.tracks.tables import LOCAL_REQUIRED, read_tracks, validate_tracks
 
 # Repeated track ids: the Kaggle file lists some tracks more than once (public projects drop
@@ -23,56 +26,51 @@ from coverpop.tracks.tables import LOCAL_REQUIRED, read_tracks, validate_tracks
 # own `local` CSV stays strict, since a repeated id there is a mistake only its author can fix
 # (which row's image and popularity are right?).
 DUPLICATES = "first"
-SOURCES: dict[str, Callable[[dict], pd.DataFrame]] = {}
+SOURCES: dict[str, Callable[[dict, dict], pd.DataFrame]] = {}
 
 
 def source(name: str):
-    """Register `fn(section) -> tracks table` as `data.source: name`; `section` is `data.<name>`."""
+    """Register `fn(section, inputs) -> tracks table` as `data.source: name`. `section` is
+    `data.<name>`; `inputs` is what the `inputs` stage fingerprinted (tracks/inputs.py), or {}."""
     def register(fn):
         SOURCES[name] = fn
         return fn
     return register
 
 
-def fetch_tracks(data_params: dict) -> pd.DataFrame:
+def fetch_tracks(data_params: dict, inputs: dict | None = None) -> pd.DataFrame:
     """Build the tracks table for `data.source`; every source ends in the same validated schema."""
     name = data_params["source"]  # one of SOURCES: the params schema checked it
-    return SOURCES[name](data_params.get(name) or {})
+    return SOURCES[name](data_params.get(name) or {}, inputs or {})
 
 
 @source("demo")
-def _demo(p: dict) -> pd.DataFrame:
+def _demo(p: dict, inputs: dict) -> pd.DataFrame:
     df = demo.make_tracks(n_albums=p["n_albums"], seed=p["seed"], effects=p["effects"])
     return validate_tracks(df, "demo")
 
 
-def local_images_dir(p: dict) -> Path:
-    """The user's image folder, from the `data.local` section."""
-    images = p.get("images")
-    if not images:
-        raise CoverpopError("params.yaml: data.local.images must be set for data.source=local")
-    if not Path(images).is_dir():
-        raise CoverpopError(f"params.yaml: data.local.images={images!r} is not a folder")
-    return Path(images)
-
-
 @source("local")
-def _local(p: dict) -> pd.DataFrame:
+def _local(p: dict, inputs: dict) -> pd.DataFrame:
     local_images_dir(p)
-    csv = p.get("csv")
-    if not csv:
-        raise CoverpopError("params.yaml: data.local.csv must be set for data.source=local")
-    return read_tracks(csv, LOCAL_REQUIRED)
+    return read_tracks(local_csv(p), LOCAL_REQUIRED)
 
 
 @source("csv")
-def _csv(p: dict) -> pd.DataFrame:
+def _csv(p: dict, inputs: dict) -> pd.DataFrame:
     """data.csv.path: a local file or an http(s) URL; data.csv.sha256 is checked when set."""
     path, want = str(p.get("path") or ""), str(p.get("sha256") or "").lower()
     if not path:
         raise CoverpopError("params.yaml: data.csv.path must be set for data.source=csv "
                             "(a local path or an http(s) URL)")
-    if not path.startswith(("http://", "https://")):
+    # A URL the inputs stage already downloaded is read from that download: the same content
+    fingerprint = (inputs.get("csv") or {}).get("sha256", "")
+    if is_url(path) and downloaded(fingerprint):
+        if want and fingerprint != want:
+            raise CoverpopError(f"{redact_url(path)}: sha256 is {fingerprint}, but data.csv.sha256 "
+                                f"expects {want}")
+        return read_tracks(downloaded(fingerprint), name=path, duplicates=DUPLICATES)
+    if not is_url(path):
         if want and Path(path).is_file():
             got = hashlib.sha256(Path(path).read_bytes()).hexdigest()
             if got != want:
@@ -84,12 +82,15 @@ def _csv(p: dict) -> pd.DataFrame:
     # and the next run removes it (only when its owner is gone).
     with owned_tempdir("coverpop-csv") as tmp:
         local = fetch_csv_url(path, tmp / "tracks.csv", sha256=want)
+        if fingerprint and sha256_file(local) != fingerprint:
+            raise CoverpopError(f"{redact_url(path)} changed after the inputs stage read it: run "
+                                "`dvc repro` again")
         df = read_tracks(local, name=path, duplicates=DUPLICATES)   # errors name the URL
     return df
 
 
 @source("kaggle")
-def _kaggle(p: dict) -> pd.DataFrame:
+def _kaggle(p: dict, inputs: dict) -> pd.DataFrame:
     """data.kaggle.handle (owner/slug/versions/N, pinned) and data.kaggle.file, via kagglehub."""
     from coverpop.tracks.kaggle import fetch_kaggle_csv
 

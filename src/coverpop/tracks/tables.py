@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 
 from coverpop.core.errors import CoverpopError
+from coverpop.core.redact import redact_url
 
 # Column order of the Kaggle CSV (its first, unnamed column is a row index we drop).
 KAGGLE_COLUMNS = [
@@ -44,7 +45,7 @@ def read_tracks(path: str | Path, required: tuple[str, ...] = REQUIRED, *, name:
     """Read a tracks CSV and validate it; extra columns are kept. `name` is what errors call the
     file (a URL it was downloaded from, say); `duplicates`: see validate_tracks."""
     path = Path(path)
-    name = name or str(path)
+    name = redact_url(name) if name else str(path)   # a URL's token never reaches an error
     if not path.is_file():
         raise CoverpopError(f"{name}: file not found")
     try:

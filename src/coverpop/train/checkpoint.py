@@ -1,5 +1,6 @@
 """Load a trained checkpoint and predict popularity (0-100) for covers."""
 
+import io
 from pathlib import Path
 
 import numpy as np
@@ -12,10 +13,13 @@ from coverpop.train.models import CoverRegressor, predict
 
 
 def save_checkpoint(path: str | Path, net: CoverRegressor, /, **meta) -> None:
-    from coverpop.core.atomic import atomic_path
+    """Same tensors and meta -> same bytes. Saved through memory, not to the temp file: torch.save
+    names the zip's inner folder after the file it writes, and the temp name holds a pid."""
+    from coverpop.core.atomic import write_bytes
 
-    with atomic_path(path) as tmp:
-        torch.save({**meta, "state_dict": net.state_dict()}, tmp)
+    buf = io.BytesIO()
+    torch.save({**meta, "state_dict": net.state_dict()}, buf)
+    write_bytes(path, buf.getvalue())
 
 
 class Predictor:

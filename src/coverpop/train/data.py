@@ -24,6 +24,7 @@ from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from tqdm import tqdm
 
 from coverpop.core.atomic import atomic_path
+from coverpop.core.cache import cache_root
 from coverpop.core.errors import CoverpopError
 _DECODE_VERSION = "to_uint8-bilinear-v1"  # bump when to_uint8 changes: old caches then miss
 
@@ -44,18 +45,6 @@ def _decode(path, size: int) -> np.ndarray:
             return to_uint8(img, size)
     except (OSError, ValueError) as err:
         raise CoverpopError(f"{path}: cannot read image ({err})") from None
-
-
-def cache_root() -> Path:
-    """Where decoded covers and embeddings are kept: $COVERPOP_CACHE, else ~/.cache/coverpop.
-
-    Outside the repo on purpose: `dvc exp run --queue` runs in temporary copies of the repo, and
-    all of them should reuse the same decoded covers.
-    """
-    if os.environ.get("COVERPOP_CACHE"):
-        return Path(os.environ["COVERPOP_CACHE"])
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
-    return Path(base) / "coverpop"
 
 
 def digest(*parts) -> str:

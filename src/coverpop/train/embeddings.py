@@ -12,7 +12,8 @@ import torch
 from tqdm import tqdm
 
 from coverpop.core.atomic import atomic_path
-from coverpop.train.data import cache_root, digest
+from coverpop.core.cache import cache_root
+from coverpop.train.data import digest
 
 _VERSION = "emb-v1"
 

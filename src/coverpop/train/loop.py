@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import math
+import os
 import time
 from dataclasses import dataclass, field, fields
 
@@ -70,6 +71,7 @@ class TrainConfig:
     compile: object = default("train.compile")
     channels_last: object = default("train.channels_last")
     amp: object = default("train.amp")
+    deterministic: object = default("train.deterministic")
     progress: bool = field(default=True, repr=False)
 
     TOP_LEVEL = ("model", "pretrained", "image_size", "normalization", "seed")
@@ -117,6 +119,19 @@ def resolve_device(name: str = "auto") -> torch.device:
 def _flag(value, auto: bool) -> bool:
     """An `auto | true | false` param (checked by the schema)."""
     return auto if value == "auto" else bool(value)
+
+
+def set_determinism(value, device: torch.device) -> bool:
+    """Deterministic kernels: free on the CPU, so `auto` turns them on there; on a GPU they can
+    cost speed, so `auto` leaves them off and `true` asks for them (cuBLAS then needs a fixed
+    workspace, set here unless the environment already sets it; cuDNN autotuning stays off).
+    An op with no deterministic kernel warns instead of failing."""
+    on = _flag(value, device.type == "cpu")
+    if on and device.type == "cuda":
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # read when cuBLAS starts
+        torch.backends.cudnn.benchmark = False
+    torch.use_deterministic_algorithms(on, warn_only=True)
+    return on
 
 
 def loss_fn(name: str):
@@ -215,6 +230,7 @@ class _Run:
 
 def _setup(cfg: TrainConfig, data: CoverTensors, weights: Weights, mean, std) -> _Run:
     device = resolve_device(cfg.device)
+    set_determinism(cfg.deterministic, device)
     torch.manual_seed(cfg.seed)
     model = CoverRegressor(cfg.model, cfg.image_size, mean, std, cfg.output, cfg.head_hidden,
                            weights=weights)

@@ -1,0 +1,40 @@
+"""Same inputs -> same bytes: a tiny demo pipeline run twice from scratch, in two folders with
+two empty caches, records the same hash for every dep and output of every stage."""
+
+import pytest
+import yaml
+from conftest import make_repo_copy, run
+
+pytestmark = pytest.mark.slow
+
+# EXCLUDED until the engine fix (issue 10, item 2: branch `engine`) is merged: data/covers holds
+# journal.jsonl in thread-completion order, so its hash differs between two scrapes of the same
+# covers. The lead removes this exclusion at merge; everything else must already match.
+NOT_YET_STABLE = {"data/covers"}
+
+
+def lock_hashes(repo) -> dict[tuple[str, str, str], str]:
+    """(stage, deps|outs, path) -> md5 for every entry of dvc.lock."""
+    lock = yaml.safe_load((repo / "dvc.lock").read_text())
+    return {(stage, kind, entry["path"]): entry.get("md5")
+            for stage, body in lock["stages"].items()
+            for kind in ("deps", "outs") for entry in body.get(kind, [])}
+
+
+def test_two_runs_from_scratch_give_the_same_bytes(tmp_path, monkeypatch):
+    repos = []
+    for name in ("first", "second"):
+        monkeypatch.setenv("COVERPOP_CACHE", str(tmp_path / f"cache-{name}"))  # nothing shared
+        repo = make_repo_copy((tmp_path / name).resolve().joinpath("repo"))
+        run(["dvc", "repro"], repo)
+        repos.append(repo)
+    first, second = (lock_hashes(r) for r in repos)
+    assert set(first) == set(second)
+    assert {stage for stage, _, _ in first} >= {"inputs", "fetch_csv", "select_tracks",
+                                               "scrape_images", "dedupe_split", "train",
+                                               "evaluate", "analyze"}
+    differ = sorted(f"{stage} {kind} {path}" for (stage, kind, path), md5 in first.items()
+                    if md5 != second[(stage, kind, path)] and path not in NOT_YET_STABLE)
+    assert not differ, "not byte-identical across two runs from scratch: " + "; ".join(differ)
+    # the model really is compared, not skipped for want of a hash
+    assert first[("train", "outs", "models/model.pt")]
