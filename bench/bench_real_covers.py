@@ -38,6 +38,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import yaml
+from scipy.stats import spearmanr
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTES = ROOT / "README.md"
@@ -96,8 +97,37 @@ def apply(params: dict, sets: list[str]) -> dict:
 
 
 def env(cache: Path) -> dict:
+    bin_dir = Path(sys.executable).parent   # `python` in dvc.yaml's commands is this one
     return {**os.environ, "PYTHONPATH": str(ROOT / "src"), "COVERPOP_CACHE": str(cache),
-            "HF_HUB_OFFLINE": "1", "DVC_NO_ANALYTICS": "1"}
+            "HF_HUB_OFFLINE": "1", "DVC_NO_ANALYTICS": "1",
+            "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
+
+
+def cover_truth(ws: Path) -> pd.DataFrame:
+    """The test covers with `truth`: the planted cover effect (the demo_* columns weighted as the
+    demo plants them), the part of popularity a perfect cover model could know."""
+    from coverpop.tracks.demo import EFFECTS
+
+    rows = pd.read_csv(ws / "data" / "split.csv", dtype={"track_id": str})
+    test = rows[rows["split"] == "test"]
+    e = EFFECTS[yaml.safe_load((ws / "params.yaml").read_text())["data"]["demo"]["effects"]]
+    truth = (e.face * test["demo_face"] + e.saturation * test["demo_saturation"]
+             + e.text * test["demo_text"])
+    return test.assign(truth=truth)[["track_id", "popularity", "truth"]]
+
+
+def ceiling(ws: Path) -> float:
+    """Test Spearman of the planted cover truth with popularity: no cover model can beat it."""
+    test = cover_truth(ws)
+    return float(spearmanr(test["truth"], test["popularity"]).statistic)
+
+
+def truth_recovered(ws: Path, run: Path) -> float:
+    """Spearman of the model's test predictions with the planted cover truth: how much of the
+    cover signal it found, without the popularity noise that makes test Spearman jump by seed."""
+    pred = pd.read_csv(run / "eval" / "predictions.csv", dtype={"track_id": str})
+    both = cover_truth(ws).merge(pred, on="track_id")
+    return float(spearmanr(both["truth"], both["predicted"]).statistic)
 
 
 def timed(cmd: list[str], cwd: Path, cache: Path, log: Path) -> tuple[float, float]:
@@ -134,7 +164,7 @@ def run_recipe(ws: Path, name: str, sets: list[str], cache: Path) -> dict:
     run = ws / "runs" / slug
     done = run / "run.json"
     if done.is_file() and json.loads(done.read_text())["sets"] == sets:
-        return json.loads(done.read_text())
+        return {**json.loads(done.read_text()), "truth": truth_recovered(ws, run)}
     run.mkdir(parents=True, exist_ok=True)
     params = apply(yaml.safe_load((ws / "params.yaml").read_text()), sets)
     (run / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
@@ -157,7 +187,7 @@ def run_recipe(ws: Path, name: str, sets: list[str], cache: Path) -> dict:
            "wall_s": round(t_wall + e_wall, 1), "cpu_s": round(t_cpu + e_cpu, 1),
            "train_wall_s": round(t_wall, 1), "evaluate_wall_s": round(e_wall, 1)}
     done.write_text(json.dumps(out, indent=2) + "\n")
-    return out
+    return {**out, "truth": truth_recovered(ws, run)}
 
 
 def full_line(work: Path, seed_ws: Path, sets: list[str]) -> dict:
@@ -200,14 +230,16 @@ def full_line(work: Path, seed_ws: Path, sets: list[str]) -> dict:
 
 
 def table(results: list[dict], seeds: list[int], recommended: list[str]) -> str:
-    lines = [("| recipe | covers-only test Spearman, mean ± sd | per seed | genre + year → + cover "
+    lines = [("| recipe | covers-only test Spearman, mean ± sd | per seed | with the planted cover "
+              "truth, mean ± sd | genre + year → + cover "
               "(Spearman) | cover's added value: Spearman / MAE points (mean; CIs per seed in "
               "metadata.json) | train + evaluate: wall s / CPU s (mean) |"),
-             "|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|"]
     for name in dict.fromkeys(r["recipe"] for r in results):
         rs = [r for r in results if r["recipe"] == name]
         sp = np.array([r["spearman"] for r in rs])
         per_seed = " / ".join(f"{r['spearman']:.3f}" for r in rs)
+        truth = np.array([r["truth"] for r in rs])
         meta = np.mean([r["metadata_only"] for r in rs])
         fused = np.mean([r["with_metadata"] for r in rs])
         add_s = np.mean([r["added_spearman"]["value"] for r in rs])
@@ -215,11 +247,18 @@ def table(results: list[dict], seeds: list[int], recommended: list[str]) -> str:
         lo = sum(r["added_spearman"]["ci_low"] > 0 for r in rs)
         label = f"**{name}: the recommended line**" if rs[0]["sets"] == recommended else name
         lines.append(f"| {label} | {sp.mean():.3f} ± {sp.std(ddof=1) if len(sp) > 1 else 0:.3f} "
-                     f"| {per_seed} | {meta:.3f} → {fused:.3f} | {add_s:+.3f} / {add_m:+.2f} "
+                     f"| {per_seed} | {truth.mean():.3f} ± {truth.std(ddof=1) if len(truth) > 1 else 0:.3f} "
+                     f"| {meta:.3f} → {fused:.3f} | {add_s:+.3f} / {add_m:+.2f} "
                      f"({lo} of {len(rs)} CIs above 0) | "
                      f"{np.mean([r['wall_s'] for r in rs]):.0f} / "
                      f"{np.mean([r['cpu_s'] for r in rs]):.0f} |")
     return "\n".join(lines) + f"\n\nSeeds {', '.join(map(str, seeds))} (`seed` = `data.demo.seed`)."
+
+
+def ceiling_row(values: list[float]) -> str:
+    v = np.array(values)
+    return (f"| the planted cover truth (no model: the ceiling) | {v.mean():.3f} ± {v.std(ddof=1):.3f} "
+            f"| {' / '.join(f'{x:.3f}' for x in v)} | 1 | | | |")
 
 
 def main() -> None:
@@ -237,9 +276,10 @@ def main() -> None:
         recipes["recommended line"] = recommended
     if args.only:
         recipes = {k: v for k, v in recipes.items() if any(o in k for o in args.only)}
-    results = []
+    results, ceilings = [], []
     for seed in args.seeds:
         ws = workspace(args.work, seed, cache)
+        ceilings.append(ceiling(ws))
         for name, sets in recipes.items():
             r = run_recipe(ws, name, sets, cache)
             results.append(r)
@@ -247,7 +287,8 @@ def main() -> None:
                   f"{r['added_spearman']['value']:+.3f}, {r['wall_s']:.0f} s wall, "
                   f"{r['cpu_s']:.0f} s CPU", flush=True)
     results.sort(key=lambda r: list(recipes).index(r["recipe"]))
-    print("\n" + table(results, args.seeds, recommended))
+    print("\n" + table(results, args.seeds, recommended).replace(
+        "\n\nSeeds", "\n" + ceiling_row(ceilings) + "\n\nSeeds", 1))
     print(f"\nrecommended line: {line}")
     if args.full:
         f = full_line(args.work, workspace(args.work, args.seeds[0], cache), overrides(line))

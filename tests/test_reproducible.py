@@ -7,12 +7,6 @@ from conftest import make_repo_copy, run
 
 pytestmark = pytest.mark.slow
 
-# EXCLUDED until the engine fix (issue 10, item 2: branch `engine`) is merged: data/covers holds
-# journal.jsonl in thread-completion order, so its hash differs between two scrapes of the same
-# covers. The lead removes this exclusion at merge; everything else must already match.
-NOT_YET_STABLE = {"data/covers"}
-
-
 def lock_hashes(repo) -> dict[tuple[str, str, str], str]:
     """(stage, deps|outs, path) -> md5 for every entry of dvc.lock."""
     lock = yaml.safe_load((repo / "dvc.lock").read_text())
@@ -34,7 +28,8 @@ def test_two_runs_from_scratch_give_the_same_bytes(tmp_path, monkeypatch):
                                                "scrape_images", "dedupe_split", "train",
                                                "evaluate", "analyze"}
     differ = sorted(f"{stage} {kind} {path}" for (stage, kind, path), md5 in first.items()
-                    if md5 != second[(stage, kind, path)] and path not in NOT_YET_STABLE)
+                    if md5 != second[(stage, kind, path)])
     assert not differ, "not byte-identical across two runs from scratch: " + "; ".join(differ)
-    # the model really is compared, not skipped for want of a hash
+    # the model and the covers really are compared, not skipped for want of a hash
     assert first[("train", "outs", "models/model.pt")]
+    assert first[("scrape_images", "outs", "data/covers")]

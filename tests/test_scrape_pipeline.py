@@ -54,7 +54,7 @@ def test_dvc_repro_with_csv_by_url_and_oembed_covers(tmp_path, csv_url, monkeypa
         assert fake.counts["oembed"] == 200 and fake.counts["image"] == 200
 
         fake.reset_counts()
-        assert "didn't change" in run(["dvc", "repro", "scrape_images"], repo).stdout
+        assert "Stage 'scrape_images' didn't change" in run(["dvc", "repro", "scrape_images"], repo).stdout
         assert fake.counts["oembed"] == 0
 
 
