@@ -125,7 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
         "compare", help="mean ± sd over seeds per config, and which differences beat seed noise",
         description="Read `dvc exp show --json`, group the experiments that differ only in "
                     "`seed`, print mean ± sd and n of every metric per group, and for each pair "
-                    "of groups the difference with a 95%% Welch interval over the seeds. Run "
+                    "of groups the difference with a 95 % Welch interval over the seeds. Run "
                     "the seeds first: dvc exp run --queue -S seed=0,1,2 -S model=a,b; "
                     "dvc queue start.")
     c.add_argument("--metric", nargs="+", metavar="TEXT",

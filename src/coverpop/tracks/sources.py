@@ -2,7 +2,8 @@
 
 One registry keyed by `data.source`. A new source is one function that turns its params section
 (`data.<name>`) into a tracks table, registered with `@source("<name>")` here or in its own
-module imported at the end of this file, plus that section in params.yaml and core/schema.py.
+module imported at the end of this file, plus that section in params.yaml and core/schema.py;
+files it reads from outside the repo are fingerprinted in tracks/inputs.py (docs/extending.md).
 Its covers come from the resolver of the same name when there is one (covers/resolvers.py),
 else from Spotify by track id.
 """
