@@ -174,4 +174,4 @@ def test_train_stage_with_head_ridge_writes_a_linear_checkpoint(tmp_path):
     assert ckpt["output"] == "linear" and ckpt["probe"]["folds"] == 5
     m = read_metrics(root)
     assert {"val", "best", "blank_baseline"} <= set(m) and "spearman" in m["best"]["val"]
-    assert (root / "metrics" / "train" / "plots" / "images" / "first_batch.png").is_file()
+    assert (root / "metrics" / "train" / "live" / "plots" / "images" / "first_batch.png").is_file()
