@@ -2,6 +2,7 @@
 
 import _env  # noqa: F401  (first: a one-line error when the environment is not active)
 
+import os
 import signal
 import sys
 
@@ -44,8 +45,10 @@ def main() -> None:
     except KeyboardInterrupt:
         print(f"{name}: {scraper.summary.line()}", flush=True)
         print("scrape_images: interrupted; finished covers are kept (journal saved): run the "
-              "stage again to resume", file=sys.stderr)
-        sys.exit(130)
+              "stage again to resume", file=sys.stderr, flush=True)
+        # Workers may still be stuck in requests: leave now, without the interpreter's shutdown
+        # (it flushes and finalises around those daemon threads). The journal is already saved.
+        os._exit(130)
     print(f"{name}: {scraper.summary.line()}")
     hint = retry_hint(records, scraper)
     manifest = manifest_frame(records)
