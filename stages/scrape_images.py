@@ -2,7 +2,6 @@
 
 import _env  # noqa: F401  (first: a one-line error when the environment is not active)
 
-import os
 import signal
 import sys
 
@@ -21,6 +20,8 @@ from coverpop.tracks.tables import read_tracks
 def main() -> None:
     # SIGTERM (a CI timeout, `kill`) stops the run the way Ctrl-C does: finished work is kept.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
+    # ... and so does SIGINT, even when a shell started us in the background with it ignored
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     args = stage_paths("selected", "image_hashes", "covers_dir", "manifest")
     params = load_params()
     settings = ScrapeSettings.from_params(params["scrape"])   # the one read of scrape params
@@ -45,10 +46,8 @@ def main() -> None:
     except KeyboardInterrupt:
         print(f"{name}: {scraper.summary.line()}", flush=True)
         print("scrape_images: interrupted; finished covers are kept (journal saved): run the "
-              "stage again to resume", file=sys.stderr, flush=True)
-        # Workers may still be stuck in requests: leave now, without the interpreter's shutdown
-        # (it flushes and finalises around those daemon threads). The journal is already saved.
-        os._exit(130)
+              "stage again to resume", file=sys.stderr)
+        sys.exit(130)
     print(f"{name}: {scraper.summary.line()}")
     hint = retry_hint(records, scraper)
     manifest = manifest_frame(records)
