@@ -8,7 +8,6 @@ Its covers come from the resolver of the same name when there is one (covers/res
 else from Spotify by track id.
 """
 
-import hashlib
 from collections.abc import Callable
 from pathlib import Path
 
@@ -73,7 +72,7 @@ def _csv(p: dict, inputs: dict) -> pd.DataFrame:
         return read_tracks(downloaded(fingerprint), name=path, duplicates=DUPLICATES)
     if not is_url(path):
         if want and Path(path).is_file():
-            got = hashlib.sha256(Path(path).read_bytes()).hexdigest()
+            got = sha256_file(path)
             if got != want:
                 raise CoverpopError(f"{path}: sha256 is {got}, but data.csv.sha256 expects {want}")
         return read_tracks(path, duplicates=DUPLICATES)
