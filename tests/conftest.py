@@ -1,20 +1,30 @@
-"""Shared test helpers: a temp copy of the repo with tiny params, and subprocess runners."""
+"""Shared test helpers: a temp copy of the repo with tiny params, and subprocess runners.
+
+Tests never depend on the workspace: params come from the schema's defaults (core/schema.py),
+never from the workspace's params.yaml (`dvc exp run -S` rewrites it), and the user's environment
+is scrubbed before any test runs (tests/session_env.py). The run fails if it leaves anything in
+its temp folder.
+"""
 
 import os
 import shutil
+import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import session_env
 import yaml
+
+from coverpop.core.params import defaults
+
+# Before anything reads it: the user's environment out, this session's temp, cache and DVC
+# config folders in, and nothing may reach the internet (no hub weights, no DVC analytics).
+session_env.isolate()
 
 # s3_server / s3_bucket: a real S3 server (Swift + s3api) on 127.0.0.1, see tests/s3/.
 pytest_plugins = ["s3.plugin"]
-
-# Nothing may reach the internet from tests: no hub weights, no DVC update check or analytics.
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ["DVC_NO_ANALYTICS"] = "1"
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent  # the venv running pytest: dvc and python live here
@@ -35,6 +45,22 @@ TINY_PARAMS = {
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "slow: runs the real pipeline (tens of seconds)")
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """After every fixture's teardown: the suite's temp folder must be empty again."""
+    left = session_env.leftovers()
+    if left:
+        line = (f"error: the tests left {len(left)} entries in their temp folder: "
+                f"{', '.join(left[:10])} (every test and fixture must remove what it makes)")
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter:
+            reporter.ensure_newline()
+            reporter.write_line(line, red=True, bold=True)
+        else:
+            print(line)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    session_env.finish()
 
 
 def env() -> dict:
@@ -68,21 +94,21 @@ def set_params(repo: Path, updates: dict) -> None:
 
 
 def write_params(folder: Path, params: dict) -> Path:
-    """folder/params.yaml: this checkout's params.yaml with `params` (nested sections) merged over
-    it. Stages need a complete file: the params schema reports a missing key."""
+    """folder/params.yaml: the schema's defaults with `params` (nested sections) merged over
+    them. Stages need a complete file: the params schema reports a missing key."""
     def merge(base: dict, new: dict) -> dict:
         return {**base, **{k: merge(base[k], v) if isinstance(v, dict) and isinstance(base.get(k), dict)
                            else v for k, v in new.items()}}
 
     path = Path(folder) / "params.yaml"
-    path.write_text(yaml.safe_dump(merge(yaml.safe_load((ROOT / "params.yaml").read_text()), params),
-                                   sort_keys=False))
+    path.write_text(yaml.safe_dump(merge(defaults(), params), sort_keys=False))
     return path
 
 
 def make_repo_copy(dest: Path, params: dict | None = None) -> Path:
     """A fresh git + DVC repo holding this checkout's tracked files (as in the working tree),
-    with tiny params: what a newcomer's clone looks like, minus the wait."""
+    with the schema's default params made tiny (never the workspace's params.yaml, which the
+    user's experiments rewrite): what a newcomer's clone looks like, minus the wait."""
     files = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
                            cwd=ROOT, capture_output=True, check=True).stdout.decode().split("\0")
     for name in filter(None, files):
@@ -91,11 +117,21 @@ def make_repo_copy(dest: Path, params: dict | None = None) -> Path:
             (dest / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, dest / name)
     (dest / "dvc.lock").unlink(missing_ok=True)
+    (dest / "params.yaml").write_text(yaml.safe_dump(defaults(), sort_keys=False))
     set_params(dest, {**TINY_PARAMS, **(params or {})})
     run(["git", "init", "-q", "-b", "main"], dest)
     run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "add", "-A"], dest)
     run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init"], dest)
     return dest
+
+
+@pytest.fixture
+def refused_port():
+    """A port on 127.0.0.1 that refuses connections, deterministically: the socket stays bound
+    (without listening) for the whole test, so no other process can take the port meanwhile."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        yield s.getsockname()[1]
 
 
 @pytest.fixture

@@ -1,15 +1,11 @@
-"""The `scrape` params of this checkout's params.yaml (the one home of defaults), with overrides:
+"""The schema's default `scrape` params (never the workspace's params.yaml), with overrides:
 what a test hands to ScrapeSettings.from_params / a resolver's from_params."""
 
-from pathlib import Path
-
-import yaml
-
-PARAMS = Path(__file__).resolve().parents[1] / "params.yaml"
+from coverpop.core.params import defaults
 
 
 def scrape_params(**overrides) -> dict:
-    scrape = yaml.safe_load(PARAMS.read_text())["scrape"]
+    scrape = defaults()["scrape"]
     unknown = set(overrides) - set(scrape)
     assert not unknown, f"not scrape params: {unknown}"
     return {**scrape, **overrides}

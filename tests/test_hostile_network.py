@@ -2,7 +2,6 @@
 the real requests/urllib3 stack): hangs, start-up failures, malformed answers, misclassified
 failures, body bombs and where covers may come from. Every test is bounded in wall time."""
 
-import socket
 import sys
 import threading
 import time
@@ -57,14 +56,6 @@ def reason_of(call) -> CoverError:
     return err.value
 
 
-def free_port() -> int:
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
 # ---- 1. hangs: every request has a whole-request deadline ----------------------------------------
 @pytest.mark.timeout(30)
 @pytest.mark.parametrize("kind", ["trickle", "trickle_headers"])
@@ -84,7 +75,9 @@ def test_a_trickling_server_is_given_up_on_at_the_deadline(fake, ids, kind, endp
     elapsed = time.monotonic() - start
     assert err.reason == "timeout" and err.retryable
     assert "within 1 s (scrape.timeout)" in str(err) and "(2 tries)" in str(err)
-    assert elapsed < 2 * 1 + 1.5          # two tries of 1 s, plus backoff and slack
+    # two tries of 1 s plus backoff; slack for a loaded machine, far below what the trickle
+    # alone would take (>= 20 s a try at 0.2 s a byte)
+    assert elapsed < 2 * 1 + 4
 
 
 @pytest.mark.timeout(30)
@@ -102,11 +95,14 @@ def test_stop_cuts_requests_in_flight_at_once(fake, ids):
 
     t = threading.Thread(target=worker)
     t.start()
-    time.sleep(0.5)                       # the download is trickling now
+    deadline = time.monotonic() + 10      # until the download is trickling (not a fixed sleep:
+    while fake.counts["image"] == 0 and time.monotonic() < deadline:   # a loaded machine is slow)
+        time.sleep(0.02)
+    time.sleep(0.2)                       # its first bytes are in
     start = time.monotonic()
     r.stop("interrupted")
     t.join(5)
-    assert not t.is_alive() and time.monotonic() - start < 1.0
+    assert not t.is_alive() and time.monotonic() - start < 3   # not the 20 s timeout
     assert outcome == ["StopScrape"]      # not retried after the stop
 
 
@@ -137,8 +133,8 @@ def test_token_endpoint_faults_are_one_clear_line(fake, ids, kind):
 
 
 @pytest.mark.timeout(30)
-def test_token_endpoint_refusing_connections_says_cannot_connect(fake, ids):
-    env = {**fake.env(), "COVERPOP_SPOTIFY_TOKEN_URL": f"http://127.0.0.1:{free_port()}/api/token"}
+def test_token_endpoint_refusing_connections_says_cannot_connect(fake, ids, refused_port):
+    env = {**fake.env(), "COVERPOP_SPOTIFY_TOKEN_URL": f"http://127.0.0.1:{refused_port}/api/token"}
     r = SpotifyApiResolver.from_params(FAST, environ=env)
     with pytest.raises(CoverpopError, match=r"cannot connect to http://127\.0\.0\.1:\d+/api/token "
                                             r"\(connection refused\) \(2 tries\); check "
@@ -349,7 +345,7 @@ def test_an_absurd_content_length_is_refused_before_reading(fake, ids):
     start = time.monotonic()
     err = reason_of(lambda: r.fetch(r.resolve({"track_id": ids[0]})))
     assert err.reason == "too_large" and "announces 400,000,000,000 bytes" in str(err)
-    assert time.monotonic() - start < 1.0
+    assert time.monotonic() - start < 5   # no retries, no reading (slack for a loaded machine)
 
 
 # ---- 6. where covers come from -------------------------------------------------------------------
@@ -379,9 +375,8 @@ def test_the_url_column_obeys_the_allow_list_too(fake, ids):
 
 
 def test_the_mirror_in_image_host_is_allowed_by_naming_it(fake, ids):
-    port = fake.url.rsplit(":", 1)[1]
-    env = {**fake.env(), "COVERPOP_ALLOWED_HOSTS": "i.scdn.co",
-           "COVERPOP_IMAGE_HOST": f"http://localhost:{port}"}
+    # the fake's own address, allowed here only as the mirror (no name to resolve: deterministic)
+    env = {**fake.env(), "COVERPOP_ALLOWED_HOSTS": "i.scdn.co", "COVERPOP_IMAGE_HOST": fake.url}
     r = SpotifyApiResolver.from_params(FAST, environ=env)
     assert r.fetch(r.resolve({"track_id": ids[0]})) == fake.jpeg(fake.image_id(ids[0]), 300)
 
@@ -404,6 +399,9 @@ def test_host_policy_rules():
 
 
 # ---- answers that are not valid HTTP at all ------------------------------------------------------
+# The fake closes the connection after a raw answer. An answer the client reads in full (the
+# redirects) says so with "Connection: close": without it the client keeps the connection for the
+# redirect and races the server's close (the redirect then fails as `connection`, not as it should).
 RAW = {   # case: (what the server sends, the reason recorded)
     "negative length": (b"HTTP/1.1 200 OK\r\nContent-Length: -5\r\n\r\n{}", "bad_response"),
     "two lengths": (b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 9\r\n\r\n{}",
@@ -416,10 +414,11 @@ RAW = {   # case: (what the server sends, the reason recorded)
     "too many headers": (b"HTTP/1.1 200 OK\r\n" + b"X: y\r\n" * 200 + b"\r\n", "bad_response"),
     "bad chunking": (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n{}\r\n0\r\n\r\n",
                      "truncated"),
-    "odd redirect": (b"HTTP/1.1 302 Found\r\nLocation: http://[::1\r\nContent-Length: 0\r\n\r\n",
-                     "bad_response"),
+    "odd redirect": (b"HTTP/1.1 302 Found\r\nLocation: http://[::1\r\nContent-Length: 0\r\n"
+                     b"Connection: close\r\n\r\n", "bad_response"),
     "unicode redirect": ("HTTP/1.1 302 Found\r\nLocation: /v1/tr\u00e4cks/\u2603 x\r\n"
-                         "Content-Length: 0\r\n\r\n".encode("utf-8"), "not_found"),
+                         "Content-Length: 0\r\nConnection: close\r\n\r\n".encode("utf-8"),
+                         "not_found"),
     "bad gzip": (b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: 4\r\n\r\nnope",
                  "bad_response"),
 }
@@ -452,7 +451,7 @@ def test_the_deadline_holds_over_tls(monkeypatch, kind):
         fake.fault(ids[0], kind)
         start = time.monotonic()
         err = reason_of(lambda: r.fetch(r.resolve({"track_id": ids[0]})))
-        assert err.reason == "timeout" and time.monotonic() - start < 2 * 1 + 1.5
+        assert err.reason == "timeout" and time.monotonic() - start < 2 * 1 + 4   # as above
 
 
 def test_a_certificate_not_trusted_is_a_tls_failure_not_cannot_connect(monkeypatch):

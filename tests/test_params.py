@@ -18,7 +18,16 @@ from coverpop.covers import resolvers
 from coverpop.covers.settings import ScrapeSettings
 from coverpop.tracks import sources
 
-PARAMS = yaml.safe_load((ROOT / "params.yaml").read_text())
+PARAMS = P.defaults()  # the schema's; never the workspace's params.yaml (dvc exp run rewrites it)
+
+
+def committed_params_yaml() -> str:
+    """params.yaml as git holds it (staged, else committed): what `dvc exp run -S` leaves alone."""
+    for ref in (":params.yaml", "HEAD:params.yaml"):
+        proc = subprocess.run(["git", "show", ref], cwd=ROOT, capture_output=True, text=True)
+        if proc.returncode == 0:
+            return proc.stdout
+    pytest.skip("not a git checkout: no committed params.yaml to compare")
 
 
 def leaves(tree: dict, prefix: str = "") -> dict:
@@ -62,7 +71,40 @@ def load_error(tmp_path, tree) -> str:
 
 def test_schema_has_exactly_the_keys_of_params_yaml():
     assert P.keys() == list(leaves(PARAMS))
-    P.validate(PARAMS)  # the committed file is valid
+    P.validate(PARAMS)  # the defaults are valid
+
+
+def test_committed_params_yaml_holds_exactly_the_schema_defaults():
+    committed = yaml.safe_load(committed_params_yaml())
+    assert list(leaves(committed)) == P.keys(), "params.yaml and core/schema.py differ in keys"
+    differ = {k: (v, leaves(PARAMS)[k]) for k, v in leaves(committed).items()
+              if v != leaves(PARAMS)[k] or type(v) is not type(leaves(PARAMS)[k])}
+    assert differ == {}, "params.yaml value vs core/schema.py default"
+
+
+def test_defaults_never_read_the_workspace(tmp_path):
+    """What an experiment leaves in a params.yaml (here, the one in the working directory of a
+    fresh interpreter) changes no default a config built by hand gets."""
+    experiment = {"model": "tf_efficientnet_lite0", "pretrained": "package",
+                  "train": {"head": "ridge", "freeze_backbone": True}}
+    write_params(tmp_path, experiment)
+    code = ("import json; from coverpop.train.loop import TrainConfig; c = TrainConfig(); "
+            "print(json.dumps([c.model, c.pretrained, c.head, c.freeze_backbone]))")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env(), text=True,
+                          capture_output=True, check=True)
+    got = yaml.safe_load(proc.stdout)
+    assert got == [P.default("model"), P.default("pretrained"), P.default("train.head"),
+                   P.default("train.freeze_backbone")]
+    assert got != [experiment["model"], "package", "ridge", True]
+
+
+def test_defaults_are_fresh_copies():
+    P.defaults()["scrape"]["allowed_hosts"].append("evil.example")  # callers may edit theirs
+    P.default("scrape.allowed_hosts").append("evil.example")
+    assert "evil.example" not in P.default("scrape.allowed_hosts")
+    assert "evil.example" not in P.defaults()["scrape"]["allowed_hosts"]
+    with pytest.raises(KeyError, match="train.epoch is not a params key"):
+        P.default("train.epoch")
 
 
 @pytest.mark.parametrize("key", list(leaves(PARAMS)))
@@ -137,8 +179,8 @@ def test_missing_keys_and_sections(tmp_path):
         "evaluate=None must be a mapping of evaluate params"
 
 
-def test_loaded_params_keep_their_shape_and_refuse_keys_the_file_lacks():
-    loaded = P.load_params(ROOT / "params.yaml")
+def test_loaded_params_keep_their_shape_and_refuse_keys_the_file_lacks(tmp_path):
+    loaded = P.load_params(write_params(tmp_path, {}))
     assert loaded == PARAMS and isinstance(loaded["scrape"], dict)
     with pytest.raises(CoverpopError, match="params.yaml has no scrape.timout, but the code reads"):
         loaded["scrape"].get("timout", 10)  # no default of the code's own can slip in
@@ -168,7 +210,7 @@ def test_dvc_exp_run_set_param_is_checked_too(tmp_path):
 
 # --- item 2: one home per setting -------------------------------------------------------------
 
-def test_train_config_defaults_are_params_yaml():
+def test_train_config_defaults_are_the_schemas():
     from coverpop.train.loop import TrainConfig
 
     cfg = TrainConfig()

@@ -314,8 +314,10 @@ REPO = Path(__file__).resolve().parents[1]
 def demo_stage_dir(root: Path, tracks, **scrape) -> Path:
     import yaml
 
+    from coverpop.core.params import defaults
+
     root.mkdir(parents=True)
-    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params = defaults()
     params["data"]["source"] = "demo"
     params["scrape"].update({"resolver": "demo", "size": 64, **scrape})
     (root / "params.yaml").write_text(yaml.safe_dump(params))

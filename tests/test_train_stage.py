@@ -43,8 +43,9 @@ def make_workspace(root: Path, n: int = 32, size: int = 40, **params) -> Path:
 
 
 def run_stage(root: Path, nproc: int = 1) -> subprocess.CompletedProcess:
+    (root / "tmp").mkdir(exist_ok=True)   # torchrun's torchelastic_* folders go here, not /tmp
     env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "COVERPOP_CACHE": str(root / "cache"),
-           "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+           "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TMPDIR": str(root / "tmp")}
     args = [str(STAGE), "data/split.csv", "models/model.pt", "metrics/train/live",
             "metrics/train/metrics.json"]
     cmd = [sys.executable, *args]

@@ -29,6 +29,7 @@ import io
 import json
 import random
 import re
+import shutil
 import string
 import threading
 import time
@@ -164,6 +165,7 @@ class FakeSpotify:
         self._lock = threading.Lock()
         self._rng = random.Random(seed)
         self._server: ThreadingHTTPServer | None = None
+        self._tls_folder: str | None = None
         self._url = ""
 
     # ---- life cycle -------------------------------------------------------------------------
@@ -181,7 +183,7 @@ class FakeSpotify:
             import tempfile
 
             cert, key = self_signed_cert(host)
-            folder = tempfile.mkdtemp(prefix="fake-spotify-tls-")
+            folder = self._tls_folder = tempfile.mkdtemp(prefix="fake-spotify-tls-")
             self.ca_file = f"{folder}/cert.pem"
             with open(self.ca_file, "wb") as f:
                 f.write(cert)
@@ -202,6 +204,9 @@ class FakeSpotify:
             self._server.shutdown()
             self._server.server_close()
             self._server = None
+        if self._tls_folder:   # the certificate and key: nothing left behind
+            shutil.rmtree(self._tls_folder, ignore_errors=True)
+            self._tls_folder = None
 
     def __enter__(self) -> FakeSpotify:
         return self.start()
@@ -397,7 +402,7 @@ class _Handler(BaseHTTPRequestHandler):
         """Headers (or the status line itself) and then the body, one byte per interval."""
         fake = self.server_fake
         head = (f"HTTP/1.1 200 OK\r\nContent-Type: {ctype}\r\nContent-Length: {len(body)}\r\n"
-                "\r\n").encode()
+                "Connection: close\r\n\r\n").encode()   # closed after: never reused
         if not headers_too:
             self.wfile.write(head)
             self.wfile.flush()

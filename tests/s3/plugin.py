@@ -13,11 +13,10 @@ Load from tests/conftest.py with `pytest_plugins = ["s3.plugin"]`.
 """
 from __future__ import annotations
 
-import functools
 import os
-import tempfile
 import uuid
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
@@ -57,12 +56,14 @@ class S3Bucket:
         return [obj["Key"] for page in pages for obj in page.get("Contents", [])]
 
 
-@functools.cache
+# botocore rejects /dev/null as a config file; an empty regular file reads as "no profiles".
+# A committed one: nothing to create per session, nothing left behind in /tmp.
+EMPTY_FILE = str(Path(__file__).with_name("empty_aws_config"))
+
+
 def _empty_file() -> str:
-    # botocore rejects /dev/null as a config file; an empty regular file reads as "no profiles".
-    fd, path = tempfile.mkstemp(prefix="coverpop-empty-aws-config-")
-    os.close(fd)
-    return path
+    assert Path(EMPTY_FILE).stat().st_size == 0, f"{EMPTY_FILE} must stay empty"
+    return EMPTY_FILE
 
 
 def isolated_env(**extra: str) -> dict[str, str]:

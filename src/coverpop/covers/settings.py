@@ -1,6 +1,6 @@
 """The `scrape` params, read once into one object that every resolver and the stage share.
 
-params.yaml is the single home of the defaults: a key missing here is an error, not a silent
+No defaults of its own (the schema holds them): a key missing here is an error, not a silent
 fallback. Base URLs and the host allow-list can come from the environment instead (the
 environment wins), which is also the only place a URL carrying a credential may come from:
 params.yaml is committed and its values are copied into dvc.lock.

@@ -41,8 +41,9 @@ HUBER_DELTA = 0.1  # on the 0–1 scale: errors past 10 popularity points count 
 @dataclass
 class TrainConfig:
     """The recipe: the top-level params the train stage reads plus the `train:` section.
-    Defaults are params.yaml's (its one home), for configs built by hand in tests and benchmarks;
-    what each field means and allows: core/schema.py, docs/params.md."""
+    Defaults are the schema's (core/schema.py, what the committed params.yaml holds, never the
+    workspace's), for configs built by hand in tests and benchmarks; what each field means and
+    allows: core/schema.py, docs/params.md."""
 
     # top-level params (shared with the other stages)
     model: str = default("model")

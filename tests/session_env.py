@@ -1,0 +1,74 @@
+"""The test session's own environment: nothing of the user's workspace or shell leaks in, and
+nothing the suite writes is left behind.
+
+`isolate()` runs once, when tests/conftest.py is imported (before any test module is):
+- it removes the user's COVERPOP_*, SPOTIPY_*, AWS_*, HF_*, KAGGLE*, proxy and CA-bundle
+  variables, keeping only the S3 test server that .ci/run exports (tests/s3/plugin.py reads
+  COVERPOP_S3_ENDPOINT with its AWS_* key pair, COVERPOP_S3_REQUIRED, COVERPOP_S3_NO_INSTALL);
+- it points every temp file (TMPDIR, also for subprocesses: torchrun, dvc, stages) at a folder of
+  this session, the coverpop cache at an empty one (never the user's warm $COVERPOP_CACHE), and
+  DVC's global, system and site-cache folders and torch's compile cache at empty ones.
+pytest's own basetemp stays where pytest puts it (PYTEST_DEBUG_TEMPROOT: the real temp root).
+
+`leftovers()` lists what the suite left in its temp folder; tests/conftest.py fails the run on it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+# The S3 test configuration .ci/run exports (tests/s3/swift_server.py env_vars), kept as given.
+S3_KEEP = ("COVERPOP_S3_ENDPOINT", "COVERPOP_S3_REQUIRED", "COVERPOP_S3_NO_INSTALL")
+S3_CREDENTIALS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION")
+SCRUBBED_PREFIXES = ("COVERPOP_", "SPOTIPY_", "AWS_", "HF_", "HUGGINGFACE_", "KAGGLE")
+SCRUBBED = {"REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY",
+            "NO_PROXY"}   # tests talk to 127.0.0.1 only, with the certificates they choose
+
+SESSION: Path | None = None   # this session's folder (outside TMPDIR, so never a leftover itself)
+
+
+def scrub(environ: dict | os._Environ) -> list[str]:
+    """Remove the user's variables from `environ` in place; return their names."""
+    keep = set(S3_KEEP)
+    if environ.get("COVERPOP_S3_ENDPOINT"):   # that server's key pair goes with it
+        keep |= set(S3_CREDENTIALS)
+    gone = [k for k in environ if k not in keep and
+            (k.upper().startswith(SCRUBBED_PREFIXES) or k.upper() in SCRUBBED)]
+    for k in gone:
+        del environ[k]
+    return gone
+
+
+def isolate() -> Path:
+    global SESSION
+    if SESSION is not None:
+        return SESSION
+    real_tmp = tempfile.gettempdir()
+    scrub(os.environ)
+    SESSION = Path(tempfile.mkdtemp(prefix=f"coverpop-tests-{os.getpid()}-", dir=real_tmp))
+    folders = {"TMPDIR": "tmp", "COVERPOP_CACHE": "cache", "DVC_GLOBAL_CONFIG_DIR": "dvc-global",
+               "DVC_SYSTEM_CONFIG_DIR": "dvc-system", "DVC_SITE_CACHE_DIR": "dvc-site-cache",
+               "TORCHINDUCTOR_CACHE_DIR": "torchinductor"}   # else $TMPDIR/torchinductor_$USER
+    for var, name in folders.items():
+        (SESSION / name).mkdir()
+        os.environ[var] = str(SESSION / name)
+    os.environ.setdefault("PYTEST_DEBUG_TEMPROOT", real_tmp)   # pytest's basetemp: as usual
+    tempfile.tempdir = os.environ["TMPDIR"]                    # this process too, not only children
+    os.environ["HF_HUB_OFFLINE"] = "1"                         # nothing may download in tests
+    os.environ["DVC_NO_ANALYTICS"] = "1"
+    return SESSION
+
+
+def leftovers() -> list[str]:
+    """What the suite left in its temp folder (every test and fixture cleans up after itself)."""
+    if SESSION is None:
+        return []
+    return sorted(p.name for p in (SESSION / "tmp").iterdir())
+
+
+def finish() -> None:
+    if SESSION is not None:
+        shutil.rmtree(SESSION, ignore_errors=True)
