@@ -1,7 +1,11 @@
 """Cover features throughput: the process pool against a serial run, as a ratio (same process,
-same covers). Usage: python bench/bench_features.py [N_COVERS]"""
+same covers).
 
-import sys
+    python bench/bench_features.py [N_COVERS]     # 200 by default
+    python bench/bench_features.py --smoke        # seconds, tiny data: does it still run?
+"""
+
+import argparse
 import tempfile
 import time
 from pathlib import Path
@@ -29,7 +33,11 @@ def make_covers(folder: Path, n: int) -> list[Path]:
 
 
 def main() -> None:
-    n = int(sys.argv[1]) if len(sys.argv) > 1 else 200
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("n", type=int, nargs="?", default=200, help="covers")
+    ap.add_argument("--smoke", action="store_true", help="seconds, tiny data: does it still run?")
+    args = ap.parse_args()
+    n = 4 if args.smoke else args.n
     with tempfile.TemporaryDirectory() as tmp:
         paths = make_covers(Path(tmp), n)
         timings = {}

@@ -6,6 +6,7 @@ process, and the sha256 of two CUDA state dicts trained with the deterministic s
 docs/training.md (CUBLAS_WORKSPACE_CONFIG, torch.use_deterministic_algorithms).
 
     python bench/bench_gpu_train.py [--albums 1600] [--epochs 8] [--size 64] [--model resnet18]
+    python bench/bench_gpu_train.py --smoke    # seconds, tiny data: does it still run?
 """
 
 import argparse
@@ -53,13 +54,16 @@ def train(data: CoverTensors, device: str, args) -> tuple[float, str, dict]:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--albums", type=int, default=1600)
     ap.add_argument("--epochs", type=int, default=8)
     ap.add_argument("--size", type=int, default=64)
     ap.add_argument("--model", default="resnet18")
     ap.add_argument("--no-cpu", action="store_true")
+    ap.add_argument("--smoke", action="store_true", help="seconds, tiny data: does it still run?")
     args = ap.parse_args()
+    if args.smoke:
+        args.albums, args.epochs, args.size, args.model = 20, 1, 32, "resnet10t"
     torch.use_deterministic_algorithms(True, warn_only=True)
     data = demo_covers(args.albums, args.size)
     print(f"{len(data.train_idx)} train / {len(data.val_idx)} val covers, {args.model}, "

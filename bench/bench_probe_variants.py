@@ -11,12 +11,15 @@ cover truth, and the CPU seconds spent on features. Packaged ImageNet weights: o
 
     PYTHONPATH=src python bench/bench_real_covers.py            # the workspaces, first
     PYTHONPATH=src python bench/bench_probe_variants.py --work /tmp/bench-rc
+    PYTHONPATH=src python bench/bench_probe_variants.py --smoke   # seconds: one tiny workspace
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -84,7 +87,22 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--work", type=Path, default=Path("/tmp/bench-real-covers"))
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--smoke", action="store_true", help="seconds, tiny data: does it still run?")
     args = ap.parse_args()
+    if not args.smoke:
+        return measure(args)
+    sys.path.insert(0, str(Path(__file__).parent))
+    import bench_real_covers as rc   # builds the workspaces this bench reads
+
+    args.seeds = [0]
+    with tempfile.TemporaryDirectory(prefix="coverpop-bench-probe-") as work:
+        args.work = Path(work)
+        os.environ["COVERPOP_CACHE"] = str(args.work / "cache")
+        rc.workspace(args.work, 0, args.work / "cache", rc.SMOKE_DEMO)
+        measure(args)
+
+
+def measure(args) -> None:
     os.environ.setdefault("COVERPOP_CACHE", str(args.work / "cache"))
     results = {}
     for seed in args.seeds:

@@ -13,6 +13,7 @@ ridge probe, and the recommended line read from the README.
 
     PYTHONPATH=src python bench/bench_real_covers.py --seeds 0 1 2 --work /tmp/bench-real-covers
     PYTHONPATH=src python bench/bench_real_covers.py --full   # + the recommended line end to end
+    PYTHONPATH=src python bench/bench_real_covers.py --smoke  # seconds, tiny data: still runs?
 
 `--full` also times the recommended line as a user runs it: seed 0's covers exported as a
 `local` source (CSV + image folder), a fresh clone, `dvc exp run <line> -S data.source=local …`.
@@ -32,6 +33,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -43,6 +45,12 @@ from scipy.stats import spearmanr
 ROOT = Path(__file__).resolve().parents[1]
 NOTES = ROOT / "README.md"
 WEAK_DEMO = ["data.demo.effects=weak", "data.demo.n_albums=2500", "select.n=4000"]
+# --smoke: a tiny weak demo and one tiny recipe, in a temporary --work
+SMOKE_DEMO = ["data.demo.effects=weak", "data.demo.n_albums=40", "select.n=80", "scrape.size=64",
+              "scrape.workers=2"]
+SMOKE_RECIPES = {"smoke: resnet10t, 32 px, 1 epoch": [
+    "model=resnet10t", "image_size=32", "train.epochs=1", "train.batch_size=16",
+    "evaluate.bootstrap=20", "evaluate.gallery=2"]}
 FROZEN = ["model=tf_efficientnet_lite0", "pretrained=package", "image_size=224",
           "normalization=model", "train.freeze_backbone=true", "train.augment=false"]
 DATA_STAGES = [
@@ -144,13 +152,15 @@ def timed(cmd: list[str], cwd: Path, cache: Path, log: Path) -> tuple[float, flo
     return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
-def workspace(work: Path, seed: int, cache: Path) -> Path:
+def workspace(work: Path, seed: int, cache: Path, demo: list[str] = WEAK_DEMO) -> Path:
     """A weak-demo workspace up to data/split.csv, through the real stage scripts."""
+    from coverpop.core.params import defaults
+
     ws = work / f"seed{seed}"
     ws.mkdir(parents=True, exist_ok=True)
-    # written anew each time: a kept workspace follows params.yaml as it gains keys
-    params = apply(yaml.safe_load((ROOT / "params.yaml").read_text()),
-                   WEAK_DEMO + [f"seed={seed}", f"data.demo.seed={seed}"])
+    # written anew each time: a kept workspace follows the schema as it gains keys (its defaults,
+    # never the workspace's params.yaml, which an experiment may have changed)
+    params = apply(defaults(), demo + [f"seed={seed}", f"data.demo.seed={seed}"])
     (ws / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     if (ws / "data" / "split.csv").is_file():
         return ws
@@ -267,18 +277,29 @@ def main() -> None:
     ap.add_argument("--work", type=Path, default=Path("/tmp/bench-real-covers"))
     ap.add_argument("--only", nargs="*", help="run only recipes whose name contains one of these")
     ap.add_argument("--full", action="store_true", help="also time the recommended line end to end")
+    ap.add_argument("--smoke", action="store_true", help="seconds, tiny data: does it still run?")
     args = ap.parse_args()
+    if not args.smoke:
+        return measure(args, WEAK_DEMO, RECIPES)
+    args.seeds, args.full = [0], False
+    with tempfile.TemporaryDirectory(prefix="coverpop-bench-rc-") as work:
+        args.work = Path(work)
+        os.environ["COVERPOP_CACHE"] = str(args.work / "cache")
+        measure(args, SMOKE_DEMO, SMOKE_RECIPES)
+
+
+def measure(args, demo: list[str], base_recipes: dict) -> None:
     cache = Path(os.environ.get("COVERPOP_CACHE") or args.work / "cache")
     line = recommended_line()
     recommended = overrides(line)
-    recipes = dict(RECIPES)
-    if recommended not in recipes.values():  # else the table marks the recipe it equals
+    recipes = dict(base_recipes)
+    if base_recipes is RECIPES and recommended not in recipes.values():  # else the table marks the recipe it equals
         recipes["recommended line"] = recommended
     if args.only:
         recipes = {k: v for k, v in recipes.items() if any(o in k for o in args.only)}
     results, ceilings = [], []
     for seed in args.seeds:
-        ws = workspace(args.work, seed, cache)
+        ws = workspace(args.work, seed, cache, demo)
         ceilings.append(ceiling(ws))
         for name, sets in recipes.items():
             r = run_recipe(ws, name, sets, cache)

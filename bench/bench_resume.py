@@ -7,6 +7,7 @@ file), so the choice "size first, then sha256" can be judged as a share of the r
 
     python bench/bench_resume.py                    # 2000 albums, 300 px: the demo's defaults
     python bench/bench_resume.py --albums 500 --size 64
+    python bench/bench_resume.py --smoke            # seconds, tiny data: does it still run?
 """
 
 from __future__ import annotations
@@ -41,11 +42,14 @@ def main() -> None:
     ap.add_argument("--albums", type=int, default=2000)
     ap.add_argument("--size", type=int, default=300)
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--smoke", action="store_true", help="seconds, tiny data: does it still run?")
     args = ap.parse_args()
+    if args.smoke:
+        args.albums, args.size = 8, 32
     tracks = demo.make_tracks(args.albums, seed=0)
     rows = tracks.to_dict("records")
     with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp)
+        out = Path(tmp) / "covers"   # its writer lock sits beside it: inside tmp, removed too
         t0 = time.perf_counter()
         Scraper(DemoResolver(tracks), out, args.size).run(rows, workers=args.workers,
                                                           progress=False)

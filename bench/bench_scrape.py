@@ -11,6 +11,7 @@ select_tracks picking N of it.
 
     python bench/bench_scrape.py                          # defaults below
     python bench/bench_scrape.py --n-engine 1000 --cap 40 --rows 1159764
+    python bench/bench_scrape.py --smoke                  # seconds, tiny data: does it still run?
 """
 
 from __future__ import annotations
@@ -26,7 +27,6 @@ from pathlib import Path
 import pandas as pd
 import requests
 import spotipy
-import yaml
 from spotipy.cache_handler import MemoryCacheHandler
 from spotipy.oauth2 import SpotifyClientCredentials
 
@@ -36,6 +36,7 @@ sys.path[:0] = [str(REPO / "src"), str(REPO / "tests")]
 from fakes.kaggle_csv import kaggle_like_csv  # noqa: E402
 from fakes.spotify_server import make_track_ids  # noqa: E402
 
+from coverpop.core.params import defaults  # noqa: E402
 from coverpop.covers.engine import DEFAULT_WORKERS, Scraper  # noqa: E402
 from coverpop.covers.resolvers import make_resolver  # noqa: E402
 from coverpop.covers.settings import ScrapeSettings  # noqa: E402
@@ -72,10 +73,9 @@ def naive(ids: list[str], env: dict[str, str], out: Path) -> float:
 
 
 def engine(ids: list[str], env: dict[str, str], out: Path, overrides: dict) -> float:
-    """The engine at params.yaml's scrape settings (with `overrides`), as the stage runs it."""
+    """The engine at the default scrape settings (with `overrides`), as the stage runs it."""
     tracks = pd.DataFrame({"track_id": ids, "popularity": 50})
-    scrape = {**yaml.safe_load((REPO / "params.yaml").read_text())["scrape"], **overrides,
-              "resolver": "spotify_api"}
+    scrape = {**defaults()["scrape"], **overrides, "resolver": "spotify_api"}
     settings = ScrapeSettings.from_params(scrape, environ=env)
     resolver = make_resolver(settings, tracks, {"source": "kaggle"}, environ=env)
     scraper = Scraper(resolver, out, size=settings.size)
@@ -96,18 +96,24 @@ def main() -> None:
     ap.add_argument("--cap", type=float, default=40.0, help="requests/s for the capped run")
     ap.add_argument("--rows", type=int, default=1_159_764, help="dry-run CSV rows (0: skip)")
     ap.add_argument("--select-n", type=int, default=5000)
+    ap.add_argument("--smoke", action="store_true", help="seconds, tiny data: does it still run?")
     args = ap.parse_args()
+    capped_seconds = 6   # the capped run lasts about this long
+    if args.smoke:
+        args.n_naive, args.n_engine, args.rows, args.select_n = 3, 8, 2000, 100
+        capped_seconds = 1
 
     proc, env = start_fake(tuple(args.latency))
     try:
-        ids = make_track_ids(args.n_naive + 2 * args.n_engine, seed=1)
+        ids = make_track_ids(args.n_naive + args.n_engine + int(args.cap * capped_seconds),
+                             seed=1)
         a, b = args.n_naive, args.n_naive + args.n_engine
         with tempfile.TemporaryDirectory() as tmp:
             tmp = Path(tmp)
             defaults = {"workers": args.workers, "rate_limit": 0}
             naive_rate = naive(ids[:a], env, tmp / "naive")
             engine_rate = engine(ids[a:b], env, tmp / "engine", defaults)
-            capped = engine(ids[b:b + int(args.cap * 6)], env, tmp / "capped",
+            capped = engine(ids[b:b + int(args.cap * capped_seconds)], env, tmp / "capped",
                             {**defaults, "rate_limit": args.cap})
     finally:
         proc.terminate()

@@ -8,6 +8,7 @@
 
     PYTHONPATH=src python bench/bench_train.py --model resnet18 --size 64
     PYTHONPATH=src python bench/bench_train.py --model resnet50 --size 224 --batch 128 --n 2048  # GPU
+    PYTHONPATH=src python bench/bench_train.py --smoke   # seconds, tiny data: does it still run?
 
 Synthetic covers (random uint8) — speed does not depend on what the pixels show.
 """
@@ -22,10 +23,9 @@ import time
 
 import torch
 
-from coverpop.train import loop as training
 from coverpop.train.data import CoverTensors
-from coverpop.train.loop import TrainConfig, fit, resolve_device
-from coverpop.train.models import CoverRegressor, is_vit_like
+from coverpop.train.loop import TrainConfig, fit, resolve_device, uses_amp, uses_channels_last
+from coverpop.train.models import CoverRegressor
 from coverpop.train.pretrained import resolve_weights
 
 
@@ -43,8 +43,8 @@ def bare_rates(cfg: TrainConfig, data: CoverTensors, steps: int, blocks: int) ->
     model = CoverRegressor(cfg.model, cfg.image_size, (0.5,) * 3, (0.5,) * 3, cfg.output,
                            cfg.head_hidden, weights=resolve_weights(cfg.model, cfg.pretrained))
     model.to(device).train()
-    channels_last = training._flag(cfg.channels_last, not is_vit_like(cfg.model), "channels_last")
-    amp = training._flag(cfg.amp, device.type == "cuda", "amp")
+    channels_last = uses_channels_last(cfg)
+    amp = uses_amp(cfg, device)
     if channels_last:
         model.to(memory_format=torch.channels_last)
     x = data.images[: cfg.batch_size].float().to(device)  # the model normalises pixels itself
@@ -109,10 +109,20 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=2, help="timed epochs per round")
     ap.add_argument("--rounds", type=int, default=2, help="loop/bare alternations")
     ap.add_argument("--json", help="also write the figures here")
+    ap.add_argument("--smoke", action="store_true", help="seconds, tiny data: does it still run?")
     args = ap.parse_args()
+    if args.smoke:
+        args.model, args.size, args.batch, args.n, args.repeats, args.rounds = \
+            "resnet10t", 32, 16, 32, 1, 1
     if args.threads:
         torch.set_num_threads(args.threads)
-    os.environ.setdefault("COVERPOP_CACHE", tempfile.mkdtemp(prefix="coverpop-bench-"))
+    with tempfile.TemporaryDirectory(prefix="coverpop-bench-") as cache:
+        if not os.environ.get("COVERPOP_CACHE"):   # the embedding cache, removed afterwards
+            os.environ["COVERPOP_CACHE"] = cache
+        measure(args)
+
+
+def measure(args) -> None:
 
     base = dict(model=args.model, image_size=args.size, batch_size=args.batch, device=args.device,
                 pretrained=args.pretrained, compile=args.compile, epochs=2, warmup_epochs=0,

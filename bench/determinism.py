@@ -4,6 +4,7 @@ the CUDA answer needs a GPU, and the speed cost of deterministic kernels goes in
 
     PYTHONPATH=src python bench/determinism.py                                  # CPU
     PYTHONPATH=src python bench/determinism.py --device cuda --model resnet18 --size 64 --n 2048
+    PYTHONPATH=src python bench/determinism.py --smoke   # seconds, tiny data: does it still run?
 
 Synthetic covers whose popularity is their brightness (something to learn), so the numbers
 depend on nothing outside this file.
@@ -54,7 +55,10 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=2)
     ap.add_argument("--settings", nargs="+", default=["auto", "true", "false"],
                     help="train.deterministic values to try")
+    ap.add_argument("--smoke", action="store_true", help="seconds, tiny data: does it still run?")
     args = ap.parse_args()
+    if args.smoke:
+        args.n, args.size, args.epochs, args.settings = 32, 16, 1, ["auto"]
     data = covers(args.n, args.size)
     out = {"device": args.device, "torch": torch.__version__, "model": args.model,
            "gpu": torch.cuda.get_device_name() if args.device.startswith("cuda") else None,

@@ -2,6 +2,7 @@
 
     PYTHONPATH=src python bench/team_remote.py [--covers 5000] [--status-files 50000]
                                                 [--source demo|synthetic] [--out bench/out]
+    PYTHONPATH=src python bench/team_remote.py --smoke   # seconds, tiny data: does it still run?
 
 Starts OpenStack Swift + s3api on 127.0.0.1 (tests/s3/swift_server.py) unless
 COVERPOP_S3_ENDPOINT is set. Each timing comes with a baseline measured in the same process:
@@ -196,8 +197,11 @@ def main() -> None:
                         help="demo: the demo pipeline's scrape stage; synthetic: random covers")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "out")
     parser.add_argument("--skip", choices=["push", "status"], action="append", default=[])
+    parser.add_argument("--smoke", action="store_true", help="seconds, tiny data: does it still run?")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="coverpop-bench-remote-"))
+    if args.smoke:   # and the figures stay in the temp folder, not in bench/out
+        args.covers, args.status_files, args.source, args.out = 5, 20, "synthetic", work / "out"
     started = None
     try:
         if os.environ.get("COVERPOP_S3_ENDPOINT"):

@@ -16,9 +16,12 @@ pytest's own basetemp stays where pytest puts it (PYTEST_DEBUG_TEMPROOT: the rea
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
+
+from coverpop.core.atomic import pid_alive
 
 # The S3 test configuration .ci/run exports (tests/s3/swift_server.py env_vars), kept as given.
 S3_KEEP = ("COVERPOP_S3_ENDPOINT", "COVERPOP_S3_REQUIRED", "COVERPOP_S3_NO_INSTALL")
@@ -48,6 +51,10 @@ def isolate() -> Path:
         return SESSION
     real_tmp = tempfile.gettempdir()
     scrub(os.environ)
+    for old in Path(real_tmp).glob("coverpop-tests-*"):   # of a session that was killed
+        m = re.match(r"coverpop-tests-(\d+)-", old.name)
+        if m and not pid_alive(int(m[1])):
+            shutil.rmtree(old, ignore_errors=True)
     SESSION = Path(tempfile.mkdtemp(prefix=f"coverpop-tests-{os.getpid()}-", dir=real_tmp))
     folders = {"TMPDIR": "tmp", "COVERPOP_CACHE": "cache", "DVC_GLOBAL_CONFIG_DIR": "dvc-global",
                "DVC_SYSTEM_CONFIG_DIR": "dvc-system", "DVC_SITE_CACHE_DIR": "dvc-site-cache",

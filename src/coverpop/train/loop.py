@@ -122,6 +122,16 @@ def _flag(value, auto: bool) -> bool:
     return auto if value == "auto" else bool(value)
 
 
+def uses_channels_last(cfg: TrainConfig) -> bool:
+    """`train.channels_last` resolved: auto means CNNs yes, ViTs no."""
+    return _flag(cfg.channels_last, not is_vit_like(cfg.model))
+
+
+def uses_amp(cfg: TrainConfig, device: torch.device) -> bool:
+    """`train.amp` resolved: auto means bf16 autocast on CUDA only."""
+    return _flag(cfg.amp, device.type == "cuda")
+
+
 def set_determinism(value, device: torch.device) -> bool:
     """Deterministic kernels: free on the CPU, so `auto` turns them on there; on a GPU they can
     cost speed, so `auto` leaves them off and `true` asks for them (cuBLAS then needs a fixed
@@ -239,8 +249,8 @@ def _setup(cfg: TrainConfig, data: CoverTensors, weights: Weights, mean, std) ->
     train_mean = float(y[data.train_idx].mean())
     model.init_output(train_mean)  # first prediction = train mean; first loss = variance
     model.to(device)
-    channels_last = _flag(cfg.channels_last, not is_vit_like(cfg.model))
-    amp = _flag(cfg.amp, device.type == "cuda")
+    channels_last = uses_channels_last(cfg)
+    amp = uses_amp(cfg, device)
     if channels_last:
         model.to(memory_format=torch.channels_last)
     augment_on = cfg.augment and cfg.overfit_batches == 0

@@ -1,0 +1,74 @@
+"""Nothing in bench/ rots: every script runs in its smoke mode (seconds, tiny data) and uses the
+library's public functions only. A new bench is covered by the glob, with nothing to register."""
+
+import ast
+import os
+import subprocess
+import sys
+
+import pytest
+from conftest import ROOT, env
+
+BENCHES = sorted((ROOT / "bench").glob("*.py"))
+# the ones that build a pipeline, a workspace or an S3 server first (tens of seconds)
+SLOW = {"bench_noop_repro.py", "bench_real_covers.py", "bench_probe_variants.py",
+        "team_remote.py"}
+
+
+def private_uses(source: str) -> list[str]:
+    """Names starting with `_` that a script imports from coverpop or reads off a coverpop
+    module (`from coverpop.x import _f`, `loop._flag(...)`)."""
+    tree = ast.parse(source)
+    modules, found = set(), []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("coverpop"):
+            for alias in node.names:
+                if alias.name.startswith("_"):
+                    found.append(f"{node.module}.{alias.name}")
+                modules.add(alias.asname or alias.name)
+        elif isinstance(node, ast.Import):
+            modules |= {(a.asname or a.name).split(".")[0] for a in node.names
+                        if a.name.startswith("coverpop")}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and node.attr.startswith("_") \
+                and not node.attr.startswith("__"):
+            root = node.value
+            while isinstance(root, ast.Attribute):
+                root = root.value
+            if isinstance(root, ast.Name) and root.id in modules:
+                found.append(f"{ast.unparse(node.value)}.{node.attr}")
+    return found
+
+
+def test_the_private_use_check_can_fail():
+    code = ("from coverpop.train import loop as training\nfrom coverpop.core.params import _field\n"
+            "import coverpop.core.cache\ntraining._flag(1, 2)\ncoverpop.core.cache._x\n"
+            "from coverpop.train.loop import fit\nfit.__name__\n")
+    assert sorted(private_uses(code)) == ["coverpop.core.cache._x", "coverpop.core.params._field",
+                                          "training._flag"]
+
+
+@pytest.mark.parametrize("script", BENCHES, ids=lambda p: p.name)
+def test_benches_use_public_functions_only(script):
+    assert private_uses(script.read_text()) == []
+
+
+@pytest.mark.parametrize("script", [pytest.param(p, marks=pytest.mark.slow) if p.name in SLOW
+                                    else p for p in BENCHES], ids=lambda p: p.name)
+def test_every_bench_runs_in_its_smoke_mode(script, tmp_path, request):
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    e = {**env(), "PYTHONPATH": str(ROOT / "src"), "TMPDIR": str(tmp),
+         "COVERPOP_CACHE": str(tmp_path / "cache"), "OMP_NUM_THREADS": "1"}
+    if script.name == "team_remote.py":   # the real S3 server of the S3 tests (CI's, or started)
+        server = request.getfixturevalue("s3_server")
+        e.update(COVERPOP_S3_ENDPOINT=server.endpoint, **server.credentials_env())
+    out_dir = ROOT / "bench" / "out"
+    before = sorted(out_dir.rglob("*")) if out_dir.exists() else []
+    proc = subprocess.run([sys.executable, str(script), "--smoke"], cwd=tmp_path, env=e,
+                          text=True, capture_output=True, timeout=600)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
+    assert "Traceback" not in proc.stderr
+    assert sorted(os.listdir(tmp)) == [], "the bench left temp files behind"
+    after = sorted(out_dir.rglob("*")) if out_dir.exists() else []
+    assert after == before, "a smoke run wrote figures into the repository"
