@@ -262,7 +262,7 @@ def markdown() -> str:
              "edit core/schema.py instead -->", "",
              "Every key of `params.yaml`, checked when a stage starts: a wrong type or value stops "
              "the stage with one line naming the key, the value and what is allowed. Set one for "
-             "an experiment with `dvc exp run -S key=value` (e.g. `-S train.lr=0.001`)."]
+             "an experiment with `dvc exp run -S <key>=<value>` (e.g. `-S train.lr=0.001`)."]
     section = None
     for dotted in keys():
         head = dotted.split(".")[0] if "." in dotted else ""
