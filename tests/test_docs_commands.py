@@ -11,7 +11,7 @@ the thing itself:
   coverpop modules): the script's own argparse parser, run up to the point where it parses its
   command line; a stage script's arguments must also be the ones dvc.yaml's `cmd` passes;
 - `torchrun ...`: torch's parser, then the script it runs as above;
-- `bash FILE`: the file exists.
+- `bash FILE`, `pytest PATH`: the file exists.
 Other programs (git, export, source, cd) are not ours to check; `eval "$(...)"` checks the inner
 command. A placeholder (`<name>`, `...`, `…`, `N`) stands for a value.
 
@@ -43,7 +43,7 @@ from coverpop.core import params as P
 from coverpop.core.errors import CoverpopError
 
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
-OURS = {"make", "dvc", "coverpop", "python", "python3", "torchrun", "bash"}
+OURS = {"make", "dvc", "coverpop", "python", "python3", "torchrun", "bash", "pytest"}
 EXTERNAL = {"git", "export", "source", "cd", "pip", "eval", "apt-get", "sudo"}
 PLACEHOLDER = re.compile(r"^(<[^>]*>|\.\.\.|…|N|x|_placeholder_)$")
 ANGLE = re.compile(r"<[\w .-]*>")   # <experiment>: read as one word, never as a redirection
@@ -166,6 +166,10 @@ def _check_words(words: list[str], inline: bool) -> str | None:
         return _check_python(args, inline)
     if head == "torchrun":
         return _check_torchrun(args)
+    if head == "pytest":
+        missing = [a for a in args if not a.startswith("-") and
+                   not (ROOT / a.split("::")[0]).exists()]
+        return f"pytest: no {', '.join(missing)}" if missing else None
     return f"{head}: not a command these docs may show"
 
 
@@ -398,6 +402,7 @@ WRONG = [  # each was in the docs once, or is a typo a doc could carry
     "python -m coverpop.remote chek",
     "python stages/train.py data/split.csv",
     "python bench/no_such_bench.py",
+    "pytest tests/test_no_such_thing.py",
 ]
 
 
