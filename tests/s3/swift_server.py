@@ -261,6 +261,19 @@ def start(root: Path = DEFAULT_DIR, port: int | None = None, timeout: float = 60
         return state                      # already running: idempotent
     if state:
         stop(root)
+    for attempt in range(3):
+        try:
+            return _start_once(root, port, timeout)
+        except SwiftError:
+            # The ports are picked free, then bound by the servers a moment later: another
+            # process may take one in between. Then try again with new ports, never on a guess.
+            logs = " ".join(f.read_text(errors="replace") for f in (root / "logs").glob("*.log"))
+            if port is not None or "Address already in use" not in logs or attempt == 2:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _start_once(root: Path, port: int | None, timeout: float) -> dict:
     if missing_binaries():
         raise SwiftError(f"swift is not installed (missing {', '.join(missing_binaries())}); "
                          f"run: python3 {__file__} install")
