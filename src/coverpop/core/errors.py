@@ -1,7 +1,20 @@
-"""One exception type for bad input, and a wrapper that turns it into a one-line error."""
+"""One exception type for bad input, and a wrapper that turns it into a one-line error.
 
+`run_stage` is every stage's (and the remote helper's) way out: a CoverpopError, a disk failure
+of any write (ours or a library's: dvclive, matplotlib), Ctrl-C or SIGTERM all end in one line,
+and warnings from libraries are one line each too, not a source excerpt.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import signal
+import stat
 import sys
+import warnings
 from collections.abc import Callable
+from pathlib import Path
 
 from coverpop.core.redact import redact_text
 
@@ -10,13 +23,111 @@ class CoverpopError(Exception):
     """Bad input or a state the user must fix; the message is one line naming the culprit."""
 
 
+class DiskError(CoverpopError):
+    """One of our writes failed (disk full, read-only, no permission): path, cause, what to do."""
+
+
+# errno -> (what happened, what to do); `{where}` is the folder that could not be written.
+_DISK = {
+    errno.ENOSPC: ("no space left on the device", "free some space there (or point the output "
+                                                  "elsewhere)"),
+    errno.EDQUOT: ("disk quota exceeded", "free some space there or raise the quota"),
+    errno.EFBIG: ("file too large for the file system", "use another file system"),
+    errno.EROFS: ("read-only file system", "make {where} writable (remount it read-write)"),
+    errno.EACCES: ("permission denied", "make {where} writable for this user"),
+    errno.EPERM: ("operation not permitted", "make {where} writable for this user"),
+    errno.EIO: ("input/output error (a failing disk?)", "check the disk"),
+    errno.ENOTDIR: ("a part of the path is a file, not a folder", "remove or rename that file"),
+    errno.EISDIR: ("a folder is in the way", "remove or rename that folder"),
+    errno.ENAMETOOLONG: ("the path is too long", "use a shorter path"),
+}
+WRITE_ERRNOS = frozenset(_DISK)
+
+
+def disk_error(err: OSError, path: str | Path) -> DiskError | None:
+    """The one-line DiskError for a failed write of `path`, or None for an errno that is not
+    about the disk (let it through as it is)."""
+    if err.errno not in _DISK:
+        return None
+    cause, todo = _DISK[err.errno]
+    path = Path(path)
+    where = path.parent if path.name else path
+    from coverpop.core.cache import cache_root   # here: cache imports nothing of ours
+
+    try:
+        in_cache = path.absolute().is_relative_to(cache_root().absolute())
+    except (OSError, ValueError):
+        in_cache = False
+    todo = todo.format(where=where)
+    if in_cache:
+        todo += ", or set COVERPOP_CACHE to a folder with room"
+    return DiskError(f"cannot write {path}: {cause} ({errno.errorcode.get(err.errno, err.errno)})"
+                     f"; {todo}, then run again: finished work is kept and the run resumes")
+
+
+def file_problem(path: str | Path) -> str:
+    """Why `path` cannot be read as a file, in a few words ('' when it can): a folder is not
+    'file not found', and neither is a broken link or a FIFO."""
+    path = Path(path)
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return "is a link to a missing file" if path.is_symlink() else "file not found"
+    except PermissionError:
+        return "cannot be looked at (permission denied)"
+    except (OSError, ValueError) as err:   # ENAMETOOLONG, ELOOP, an embedded NUL ...
+        return f"is not a usable path ({getattr(err, 'strerror', None) or err})"
+    if stat.S_ISDIR(st.st_mode):
+        return "is a folder, not a file"
+    if not stat.S_ISREG(st.st_mode):
+        return "is not a regular file (a FIFO, socket or device)"
+    if not os.access(path, os.R_OK):
+        return "cannot be read (permission denied)"
+    return ""
+
+
+def folder_problem(path: str | Path) -> str:
+    """Why `path` cannot be used as a folder ('' when it can)."""
+    path = Path(path)
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return "does not exist"
+    except (OSError, ValueError) as err:
+        return f"is not a usable path ({getattr(err, 'strerror', None) or err})"
+    return "" if stat.S_ISDIR(st.st_mode) else "is a file, not a folder"
+
+
+def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Library warnings as one line ('warning: ... (sklearn)'), not a source excerpt."""
+    module = Path(filename).parts
+    origin = next((p for p in reversed(module[:-1]) if p not in ("site-packages", "src")), "")
+    text = str(message).strip().splitlines()[0] if str(message).strip() else category.__name__
+    print(f"warning: {redact_text(text)} ({category.__name__}, {origin or Path(filename).stem})",
+          file=file or sys.stderr)
+
+
 def run_stage(main: Callable[[], None]) -> None:
-    """Run a stage's main(); a CoverpopError exits 1 with its message alone (no traceback wall)."""
+    """Run a stage's main(); a CoverpopError or a failed write exits 1 with one line (no
+    traceback wall); Ctrl-C and SIGTERM exit 130 within a second, whatever threads are left."""
+    # SIGTERM (a CI timeout, `kill`) stops the stage the way Ctrl-C does, and so does SIGINT even
+    # when a shell started us in the background with it ignored.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    warnings.showwarning = _one_line_warning
     try:
         main()
     except CoverpopError as err:
         print(f"error: {redact_text(err)}", file=sys.stderr)   # no credential in any output
         sys.exit(1)
+    except OSError as err:
+        found = disk_error(err, err.filename or "") if err.filename else None
+        if found is None:
+            raise
+        print(f"error: {redact_text(found)}", file=sys.stderr)
+        sys.exit(1)
     except KeyboardInterrupt:
         print("interrupted: finished work is kept; run the stage again to resume", file=sys.stderr)
-        sys.exit(130)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(130)   # not sys.exit: a thread stuck in a library call would hold up the exit

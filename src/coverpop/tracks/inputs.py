@@ -21,7 +21,8 @@ from pathlib import Path
 from coverpop.core.atomic import clean_dead_temps, write_json, write_text
 from coverpop.core.cache import cache_root
 from coverpop.core.errors import CoverpopError
-from coverpop.core.fingerprint import file_fingerprint, folder_fingerprint, sha256_file
+from coverpop.core.fingerprint import file_fingerprint, folder_fingerprint
+
 IMAGE_COLUMNS = ("name", "size", "sha256")
 
 
@@ -124,19 +125,16 @@ def downloaded(sha256: str) -> Path | None:
     return path if sha256 and path.is_file() else None
 
 
-def url_fingerprint(url: str, timeout: float = 60.0) -> dict:
+def url_fingerprint(url: str) -> dict:
     """{"size", "sha256"} of the file at `url`, downloaded into the cache.
 
     The next look sends the server's validators back (If-None-Match / If-Modified-Since): a 304
     costs one round trip and no download. A server that sends neither ETag nor Last-Modified is
-    downloaded in full on every `dvc repro` (the only way to know its content).
+    downloaded in full on every `dvc repro` (the only way to know its content). One request, under
+    the download's deadline, rate and address rules (tracks/csv_url.py).
     """
-    import requests
+    from coverpop.tracks.csv_url import download
 
-    from coverpop.core.redact import redact_url
-    from coverpop.tracks.csv_url import fetch_csv_url
-
-    shown = redact_url(url)  # errors never print a token from the URL
     folder = downloads_dir()
     clean_dead_temps(folder)  # the partial download of a killed run
     meta_path = folder / f"url-{hashlib.sha256(url.encode()).hexdigest()[:24]}.json"
@@ -144,26 +142,16 @@ def url_fingerprint(url: str, timeout: float = 60.0) -> dict:
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         meta = {}
-    headers = {"User-Agent": "coverpop"}
-    if downloaded(meta.get("sha256", "")):
+    headers = {}
+    if isinstance(meta, dict) and downloaded(str(meta.get("sha256", ""))):
         if meta.get("etag"):
             headers["If-None-Match"] = meta["etag"]
         if meta.get("last_modified"):
             headers["If-Modified-Since"] = meta["last_modified"]
-    try:
-        with requests.get(url, headers=headers, stream=True, timeout=timeout) as probe:
-            status, validators = probe.status_code, probe.headers
-    except requests.RequestException as err:
-        raise CoverpopError(f"cannot reach {shown} ({type(err).__name__}); check data.csv.path "
-                            "and the network, or give a local path") from None
-    if status == 304 and len(headers) > 1:
+    got = download(url, folder / f"{meta_path.stem}.download", headers=headers)  # retries, atomic
+    if got.path is None:   # 304: the cached download is current
         return {"size": meta["size"], "sha256": meta["sha256"]}
-    if 400 <= status < 500 and status != 429:
-        raise CoverpopError(f"cannot download {shown}: HTTP {status}; check data.csv.path")
-    partial = fetch_csv_url(url, folder / f"{meta_path.stem}.download")  # retries, atomic
-    sha, size = sha256_file(partial), partial.stat().st_size
-    os.replace(partial, folder / f"{sha}.csv")
-    write_json(meta_path, {"url": url, "etag": validators.get("ETag", ""),
-                           "last_modified": validators.get("Last-Modified", ""),
-                           "size": size, "sha256": sha})
-    return {"size": size, "sha256": sha}
+    os.replace(got.path, folder / f"{got.sha256}.csv")
+    write_json(meta_path, {"url": url, "etag": got.etag, "last_modified": got.last_modified,
+                           "size": got.size, "sha256": got.sha256})
+    return {"size": got.size, "sha256": got.sha256}
