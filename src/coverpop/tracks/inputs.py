@@ -20,7 +20,7 @@ from pathlib import Path
 
 from coverpop.core.atomic import clean_dead_temps, write_json, write_text
 from coverpop.core.cache import cache_root
-from coverpop.core.errors import CoverpopError
+from coverpop.core.errors import CoverpopError, file_problem, folder_problem
 from coverpop.core.fingerprint import file_fingerprint, folder_fingerprint
 
 IMAGE_COLUMNS = ("name", "size", "sha256")
@@ -35,8 +35,10 @@ def local_images_dir(p: dict) -> Path:
     images = p.get("images")
     if not images:
         raise CoverpopError("params.yaml: data.local.images must be set for data.source=local")
-    if not Path(images).is_dir():
-        raise CoverpopError(f"params.yaml: data.local.images={images!r} is not a folder")
+    problem = folder_problem(images)
+    if problem:
+        raise CoverpopError(f"params.yaml: data.local.images={images!r} is not a folder "
+                            f"(it {problem})")
     return Path(images)
 
 
@@ -49,8 +51,9 @@ def local_csv(p: dict) -> Path:
 
 
 def _file(path: Path, param: str) -> dict:
-    if not path.is_file():
-        raise CoverpopError(f"params.yaml: {param}={str(path)!r}: file not found")
+    problem = file_problem(path)
+    if problem:
+        raise CoverpopError(f"params.yaml: {param}={str(path)!r}: {problem}")
     return file_fingerprint(path)
 
 
@@ -77,18 +80,21 @@ def tracks_fingerprint(data_params: dict) -> dict:
     return {"source": source}
 
 
-def images_fingerprint(data_params: dict) -> tuple[list[tuple[str, int, str]], int]:
+def images_fingerprint(data_params: dict, skipped: list | None = None
+                       ) -> tuple[list[tuple[str, int, str]], int]:
     """(name, size, sha256) of every file in data.local.images (local source only), and how
-    many files had to be read (the rest were unchanged since the last run)."""
+    many files had to be read (the rest were unchanged since the last run). Entries that are
+    not readable files go to `skipped` as (name, why)."""
     if data_params.get("source") != "local":
         return [], 0
-    return folder_fingerprint(local_images_dir(data_params.get("local") or {}))
+    return folder_fingerprint(local_images_dir(data_params.get("local") or {}), skipped=skipped)
 
 
 def write_fingerprints(data_params: dict, tracks_out: str | Path, images_out: str | Path) -> str:
     """Write both fingerprint files; return a one-line summary."""
     tracks = tracks_fingerprint(data_params)
-    rows, hashed = images_fingerprint(data_params)
+    skipped: list[tuple[str, str]] = []
+    rows, hashed = images_fingerprint(data_params, skipped)
     write_json(tracks_out, tracks)
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
@@ -100,6 +106,10 @@ def write_fingerprints(data_params: dict, tracks_out: str | Path, images_out: st
         line += f", tracks CSV sha256 {tracks['csv']['sha256'][:12]}"
     if data_params.get("source") == "local":
         line += f", {len(rows)} image files ({hashed} read, {len(rows) - hashed} unchanged)"
+    if skipped:
+        shown = "; ".join(f"{name!r}: {why}" for name, why in skipped[:3])
+        line += (f"; {len(skipped)} entries of data.local.images skipped ({shown}"
+                 f"{'; ...' if len(skipped) > 3 else ''}): rows naming them will fail")
     return line
 
 
