@@ -137,11 +137,16 @@ def _late(guard: net.Guard, deadline_s: float) -> str:
 
 
 def download(url: str, dest: str | Path, *, headers: dict | None = None,
-             deadline_s: float = DEADLINE_S, max_bytes: int = MAX_BYTES,
-             attempts: int = ATTEMPTS, backoff: float = 1.0, min_rate: float = MIN_RATE,
-             window_s: float = WINDOW_S) -> Download:
+             deadline_s: float | None = None, max_bytes: int | None = None,
+             attempts: int = ATTEMPTS, backoff: float = 1.0, min_rate: float | None = None,
+             window_s: float | None = None) -> Download:
     """Download `url` to `dest` (retrying transient failures). `headers` may hold conditional
-    ones (If-None-Match, If-Modified-Since): a 304 then gives Download(None)."""
+    ones (If-None-Match, If-Modified-Since): a 304 then gives Download(None). Limits left None
+    are the module's (DEADLINE_S, MAX_BYTES, MIN_RATE, WINDOW_S)."""
+    deadline_s = DEADLINE_S if deadline_s is None else deadline_s
+    max_bytes = MAX_BYTES if max_bytes is None else max_bytes
+    min_rate = MIN_RATE if min_rate is None else min_rate
+    window_s = WINDOW_S if window_s is None else window_s
     retrying = tenacity.Retrying(retry=tenacity.retry_if_exception_type(_Retry),
                                  stop=tenacity.stop_after_attempt(attempts),
                                  wait=tenacity.wait_exponential_jitter(multiplier=backoff),

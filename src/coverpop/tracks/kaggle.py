@@ -9,7 +9,7 @@ from pathlib import Path
 from coverpop.core import net
 from coverpop.core.atomic import atomic_path
 from coverpop.core.errors import CoverpopError
-from coverpop.tracks.csv_url import DEADLINE_S, MIN_RATE, WINDOW_S
+from coverpop.tracks import csv_url
 
 DEFAULT_HANDLE = "amitanshjoshi/spotify-1million-tracks/versions/1"
 DEFAULT_FILE = "spotify_data.csv"
@@ -45,15 +45,16 @@ def kaggle_file(handle: str, file: str = DEFAULT_FILE) -> Path:
     import requests
 
     try:
-        with net.route_requests(), net.deadline(DEADLINE_S, ADDRESSES, min_rate=MIN_RATE,
-                                                window=WINDOW_S) as guard:
+        with net.route_requests(), net.deadline(csv_url.DEADLINE_S, ADDRESSES,
+                                                min_rate=csv_url.MIN_RATE,
+                                                window=csv_url.WINDOW_S) as guard:
             try:
                 found = Path(kagglehub.dataset_download(handle, path=file))
             except Exception:
                 if guard.refused is not None:
                     raise guard.refused from None
                 if guard.fired:
-                    raise TimeoutError(guard.describe(DEADLINE_S)) from None
+                    raise TimeoutError(guard.describe(csv_url.DEADLINE_S)) from None
                 raise
     except net.Refused as err:
         raise CoverpopError(f"Kaggle download of {handle} refused: {err.detail}") from None
