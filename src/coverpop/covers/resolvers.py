@@ -124,13 +124,17 @@ class LocalResolver:
         except (OSError, ValueError) as err:
             raise CoverError("unreadable_file", f"{ref.url}: "
                                                 f"{getattr(err, 'strerror', None) or err}") from None
-        with os.fdopen(fd, "rb") as f:
-            mode = os.fstat(f.fileno()).st_mode
+        try:
+            mode = os.fstat(fd).st_mode
             if stat.S_ISDIR(mode):
                 raise CoverError("bad_path", f"{ref.url} is a folder, not an image")
             if not stat.S_ISREG(mode):
                 raise CoverError("bad_path", f"{ref.url} is not a regular file (a FIFO, socket "
                                              "or device)")
+        except BaseException:
+            os.close(fd)
+            raise
+        with os.fdopen(fd, "rb") as f:
             try:
                 return f.read()
             except OSError as err:
