@@ -44,12 +44,17 @@ _DISK = {
 WRITE_ERRNOS = frozenset(_DISK)
 
 
-def disk_error(err: OSError, path: str | Path) -> DiskError | None:
-    """The one-line DiskError for a failed write of `path`, or None for an errno that is not
-    about the disk (let it through as it is)."""
+def disk_error(err: OSError, path: str | Path | None) -> DiskError | None:
+    """The one-line DiskError for a failed write of `path` (None: a library's write of a file
+    it did not name), or None for an errno that is not about the disk (let it through)."""
     if err.errno not in _DISK:
         return None
     cause, todo = _DISK[err.errno]
+    if path is None:
+        return DiskError(f"cannot write an output of this stage: {cause} "
+                         f"({errno.errorcode.get(err.errno, err.errno)}); "
+                         f"{todo.format(where='the output folders')}, then run again: finished "
+                         "work is kept and the run resumes")
     path = Path(path)
     where = path.parent if path.name else path
     from coverpop.core.cache import cache_root   # here: cache imports nothing of ours
@@ -121,7 +126,7 @@ def run_stage(main: Callable[[], None]) -> None:
         print(f"error: {redact_text(err)}", file=sys.stderr)   # no credential in any output
         sys.exit(1)
     except OSError as err:
-        found = disk_error(err, err.filename or "") if err.filename else None
+        found = disk_error(err, os.fsdecode(err.filename) if err.filename else None)
         if found is None:
             raise
         print(f"error: {redact_text(found)}", file=sys.stderr)
