@@ -176,3 +176,24 @@ def test_a_library_warning_in_a_stage_is_one_line(tmp_path):
     assert proc.returncode == 0 and proc.stdout == "done\n"
     assert proc.stderr.strip().splitlines() == ["warning: something odd (FutureWarning, "
                                                 f"{tmp_path.name})"]
+
+
+@pytest.mark.parametrize("code,line", [
+    ("raise OSError(errno.ENOSPC, 'No space left on device')",
+     "error: cannot write an output of this stage: no space left on the device (ENOSPC); "),
+    ("raise OSError(errno.EROFS, 'Read-only file system', 'plots/x.png')",
+     "error: cannot write plots/x.png: read-only file system (EROFS); make plots writable"),
+    # a read that fails is not called a write
+    ("raise PermissionError(errno.EACCES, 'Permission denied', 'data/split.csv')",
+     "error: data/split.csv: permission denied (EACCES); check it and the folders above it"),
+])
+def test_an_os_error_no_write_of_ours_caught_is_one_line_that_does_not_misread_it(tmp_path,
+                                                                               code, line):
+    script = tmp_path / "stage.py"
+    script.write_text("import errno\nfrom coverpop.core.errors import run_stage\n"
+                      f"def main():\n    {code}\nrun_stage(main)\n")
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(REPO / "src")}, timeout=60)
+    assert proc.returncode == 1
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(line), proc.stderr

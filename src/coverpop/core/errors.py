@@ -41,7 +41,8 @@ _DISK = {
     errno.EISDIR: ("a folder is in the way", "remove or rename that folder"),
     errno.ENAMETOOLONG: ("the path is too long", "use a shorter path"),
 }
-WRITE_ERRNOS = frozenset(_DISK)
+# Only these say for sure that a write failed; the others (EACCES, EIO, ...) happen to reads too.
+WRITE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS})
 
 
 def disk_error(err: OSError, path: str | Path | None) -> DiskError | None:
@@ -125,9 +126,14 @@ def run_stage(main: Callable[[], None]) -> None:
     except CoverpopError as err:
         print(f"error: {redact_text(err)}", file=sys.stderr)   # no credential in any output
         sys.exit(1)
-    except OSError as err:
-        found = disk_error(err, os.fsdecode(err.filename) if err.filename else None)
-        if found is None:
+    except OSError as err:   # one that no write of ours caught: a library's, or a read
+        name = os.fsdecode(err.filename) if err.filename else None
+        if err.errno in WRITE_ERRNOS:
+            found = str(disk_error(err, name))
+        elif err.errno in _DISK and name:
+            found = (f"{name}: {_DISK[err.errno][0]} ({errno.errorcode[err.errno]}); check it "
+                     "and the folders above it, then run again")
+        else:
             raise
         print(f"error: {redact_text(found)}", file=sys.stderr)
         sys.exit(1)
