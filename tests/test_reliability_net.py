@@ -305,3 +305,24 @@ def test_json_that_is_not_in_its_charset_says_so():
         parse_json('{"a": "Café"}'.encode("latin-1"), "application/json; charset=utf-8", "x")
     with pytest.raises(CoverError, match="an HTML page, not JSON"):
         parse_json("<html>Café</html>".encode("latin-1"), "text/html", "x")
+
+
+@pytest.mark.timeout(60)
+def test_ctrl_c_stops_a_stage_busy_in_c_code_within_two_seconds(tmp_path):
+    # pbkdf2 with 10**8 rounds: tens of seconds in C without a bytecode boundary, the GIL released
+    script = tmp_path / "stage.py"
+    script.write_text("import hashlib, sys\nfrom coverpop.core.errors import run_stage\n"
+                      "def main():\n    print('busy', flush=True)\n"
+                      "    hashlib.pbkdf2_hmac('sha256', b'x', b'y', 10**8)\n"
+                      "run_stage(main)\n")
+    proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONPATH": str(REPO / "src")})
+    assert proc.stdout.readline() == "busy\n"
+    time.sleep(0.3)
+    start = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=30)
+    assert time.monotonic() - start < 2.5 and proc.returncode == 130
+    assert err.strip().splitlines() == ["interrupted: finished work is kept; run the stage again "
+                                        "to resume"]

@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import errno
 import os
+import select
 import signal
 import stat
 import sys
+import threading
+import time
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -113,6 +116,44 @@ def _one_line_warning(message, category, filename, lineno, file=None, line=None)
           file=file or sys.stderr)
 
 
+INTERRUPTED = "interrupted: finished work is kept; run the stage again to resume"
+GRACE_S = 1.5   # after Ctrl-C, how long the stage may take to leave on its own
+
+
+def _exit_interrupted() -> None:
+    print(INTERRUPTED, file=sys.stderr)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(130)   # not sys.exit: a thread stuck in a library call would hold up the exit
+
+
+def _watch_interrupts() -> None:
+    """Ctrl-C within a second or two, even while the main thread sits in C code (a parser, a
+    hash, a decoder): Python runs its signal handler only between bytecodes, but the C-level
+    handler writes the signal number to the wakeup fd at once. A thread waiting on that fd cuts
+    the requests in flight (core/net.py), gives the stage GRACE_S to leave by its
+    KeyboardInterrupt (journals are saved then), and ends the process if it has not."""
+    r, w = os.pipe()
+    os.set_blocking(w, False)
+    try:
+        signal.set_wakeup_fd(w, warn_on_full_buffer=False)
+    except ValueError:     # not the main thread: nothing to watch
+        return
+
+    def watch() -> None:
+        while True:
+            select.select([r], [], [])
+            if {signal.SIGINT, signal.SIGTERM} & set(os.read(r, 512)):
+                break
+        net = sys.modules.get("coverpop.core.net")
+        if net is not None:
+            net.abort_all()
+        time.sleep(GRACE_S)
+        _exit_interrupted()
+
+    threading.Thread(target=watch, daemon=True, name="coverpop-interrupts").start()
+
+
 def run_stage(main: Callable[[], None]) -> None:
     """Run a stage's main(); a CoverpopError or a failed write exits 1 with one line (no
     traceback wall); Ctrl-C and SIGTERM exit 130 within a second, whatever threads are left."""
@@ -120,6 +161,7 @@ def run_stage(main: Callable[[], None]) -> None:
     # when a shell started us in the background with it ignored.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     signal.signal(signal.SIGINT, signal.default_int_handler)
+    _watch_interrupts()
     warnings.showwarning = _one_line_warning
     try:
         main()
@@ -138,7 +180,4 @@ def run_stage(main: Callable[[], None]) -> None:
         print(f"error: {redact_text(found)}", file=sys.stderr)
         sys.exit(1)
     except KeyboardInterrupt:
-        print("interrupted: finished work is kept; run the stage again to resume", file=sys.stderr)
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(130)   # not sys.exit: a thread stuck in a library call would hold up the exit
+        _exit_interrupted()
