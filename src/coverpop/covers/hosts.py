@@ -4,9 +4,10 @@ Image URLs come from answers (the API, oEmbed) or from a column of the tracks ta
 not trusted: only hosts in `scrape.allowed_hosts` are fetched (by default Spotify's image CDN),
 at every redirect hop too. An entry is a host name or IP (`i.scdn.co`), a pattern
 (`image-cdn-*.spotifycdn.com`), or `*` for any host. A host reached through a pattern must be a
-public address: loopback, private, link-local and other special ranges are refused when the
-connection is made (so DNS tricks do not get round it; core/net.py's address policy). A host named exactly, and the mirror in
-`scrape.image_host`, are the user's explicit choice and are fetched wherever they point.
+public address: loopback, private, link-local and other special ranges are refused before and
+when the connection is made (so DNS tricks do not get round it; core/net.py's address policy).
+A host named exactly, and the mirror in `scrape.image_host`, are the user's explicit choice and
+are fetched wherever they point.
 """
 
 from __future__ import annotations
