@@ -115,7 +115,7 @@ def _fetch(url: str, dest: Path, headers: dict, deadline_s: float, max_bytes: in
                         digest.update(chunk)
                         bar.update(len(chunk))
                     if guard.fired:   # without Content-Length, the cut looks like the end
-                        raise _Retry(_late(guard, deadline_s))
+                        raise _Retry(late(guard, deadline_s))
                 return Download(dest, digest.hexdigest(), size, resp.headers.get("ETag", ""),
                                 resp.headers.get("Last-Modified", ""))
         except net.Refused as err:
@@ -126,11 +126,12 @@ def _fetch(url: str, dest: Path, headers: dict, deadline_s: float, max_bytes: in
             if guard.refused is not None:
                 raise CoverpopError(f"cannot download {shown}: {guard.refused.detail}") from None
             if guard.fired:
-                raise _Retry(_late(guard, deadline_s)) from None
+                raise _Retry(late(guard, deadline_s)) from None
             raise _Retry(net.describe(err, "the server", body_started=started)[1]) from None
 
 
-def _late(guard: net.Guard, deadline_s: float) -> str:
+def late(guard: net.Guard, deadline_s: float) -> str:
+    """Why a guarded download was given up on, for messages."""
     if guard.why == "slow":
         return f"the server sent {guard.describe(deadline_s)}"
     return f"no complete download within {deadline_s:g} s"

@@ -54,7 +54,7 @@ def kaggle_file(handle: str, file: str = DEFAULT_FILE) -> Path:
                 if guard.refused is not None:
                     raise guard.refused from None
                 if guard.fired:
-                    raise TimeoutError(guard.describe(csv_url.DEADLINE_S)) from None
+                    raise TimeoutError(csv_url.late(guard, csv_url.DEADLINE_S)) from None
                 raise
     except net.Refused as err:
         raise CoverpopError(f"Kaggle download of {handle} refused: {err.detail}") from None
