@@ -260,3 +260,23 @@ def test_write_bytes_on_a_read_only_folder_names_the_folder(tmp_path, monkeypatc
     with pytest.raises(DiskError, match=r"images/x.jpg: read-only file system \(EROFS\); make "
                                         r".*images writable"):
         write_bytes(tmp_path / "images" / "x.jpg", b"jpeg")
+
+
+def test_a_full_disk_during_a_copy_names_the_destination_not_the_source(tmp_path, monkeypatch):
+    # shutil reports ENOSPC of sendfile with the *source* as filename (the Kaggle file's copy)
+    import shutil
+
+    from coverpop.core.atomic import atomic_path
+
+    source = tmp_path / "kagglehub-cache" / "spotify_data.csv"
+    source.parent.mkdir()
+    source.write_text("x" * 1000)
+
+    def full(src, dst, *a, **k):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(src), None, str(dst))
+
+    monkeypatch.setattr(shutil, "copyfile", full)
+    with pytest.raises(DiskError, match=r"cannot write .*raw/tracks.csv: no space left"):
+        with atomic_path(tmp_path / "raw" / "tracks.csv") as out:
+            shutil.copyfile(source, out)
+    assert not (tmp_path / "raw" / "tracks.csv").exists()

@@ -92,9 +92,9 @@ def _about(err: OSError, paths) -> bool:
     """Is this error about writing one of `paths` (or making a folder above them)?"""
     if err.filename is None:       # write(), fsync(): the file being written
         return True
-    try:
-        failed = Path(os.fsdecode(err.filename))
-        return any(Path(p) == failed or Path(p).is_relative_to(failed) for p in paths)
+    try:   # filename2: the destination of a copy or rename (shutil names the source first)
+        failed = [Path(os.fsdecode(f)) for f in (err.filename, err.filename2) if f is not None]
+        return any(Path(p) == f or Path(p).is_relative_to(f) for p in paths for f in failed)
     except (TypeError, ValueError):
         return False
 

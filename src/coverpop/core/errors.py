@@ -169,7 +169,8 @@ def run_stage(main: Callable[[], None]) -> None:
         print(f"error: {redact_text(err)}", file=sys.stderr)   # no credential in any output
         sys.exit(1)
     except OSError as err:   # one that no write of ours caught: a library's, or a read
-        name = os.fsdecode(err.filename) if err.filename else None
+        named = err.filename2 or err.filename   # a copy or rename: the destination
+        name = os.fsdecode(named) if named else None
         if err.errno in WRITE_ERRNOS:
             found = str(disk_error(err, name))
         elif err.errno in _DISK and name:
