@@ -80,6 +80,19 @@ def test_a_bad_file_name_is_that_rows_failure_and_the_others_are_scraped(tmp_pat
     assert resolver.drop_stale_covers(tmp_path / "covers" / "images", table) == 0   # no raise
 
 
+def test_a_local_file_larger_than_max_bytes_is_not_read(tmp_path):
+    images = tmp_path / "images"
+    images.mkdir()
+    with open(images / "huge.jpg", "wb") as f:      # sparse: 5 GB that take no room
+        f.truncate(5 * 10**9)
+    picture(images / "good.jpg")
+    records = {r["track_id"]: r for r in Scraper(LocalResolver(images, max_bytes=10**7),
+                                                 tmp_path / "covers", size=64).run(
+        [{"track_id": "h", "image": "huge.jpg"}, {"track_id": "g", "image": "good.jpg"}],
+        workers=1, progress=False)}
+    assert records["h"]["error"].startswith("too_large:") and records["g"]["status"] == "ok"
+
+
 @pytest.mark.timeout(60)
 def test_the_inputs_stage_skips_entries_that_are_no_image_files_with_one_line(tmp_path, hostile,
                                                                               monkeypatch):

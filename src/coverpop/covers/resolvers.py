@@ -71,9 +71,11 @@ class LocalResolver:
 
     name = "local"
 
-    def __init__(self, images_dir: str | Path, image_hashes: dict[str, str] | None = None):
+    def __init__(self, images_dir: str | Path, image_hashes: dict[str, str] | None = None,
+                 max_bytes: int = 0):
         self.root = Path(images_dir).resolve()
         self.hashes = image_hashes or {}
+        self.max_bytes = int(max_bytes)     # scrape.max_bytes: a 10 GB file is never read whole
 
     def resolve(self, row: dict) -> CoverRef:
         name = image_name(row.get("image"))
@@ -131,6 +133,11 @@ class LocalResolver:
             if not stat.S_ISREG(mode):
                 raise CoverError("bad_path", f"{ref.url} is not a regular file (a FIFO, socket "
                                              "or device)")
+            size = os.fstat(fd).st_size
+            if self.max_bytes and size > self.max_bytes:
+                raise CoverError("too_large", f"{ref.url} has {size:,} bytes, more than "
+                                              f"scrape.max_bytes={self.max_bytes:,}",
+                                 retryable=True)
         except BaseException:
             os.close(fd)
             raise
@@ -181,7 +188,7 @@ def _demo(tracks, data_params, settings, environ, image_hashes):
 
 @resolver("local")
 def _local(tracks, data_params, settings, environ, image_hashes):
-    return LocalResolver(local_images_dir(data_params["local"]), image_hashes)
+    return LocalResolver(local_images_dir(data_params["local"]), image_hashes, settings.max_bytes)
 
 
 @resolver("url")
