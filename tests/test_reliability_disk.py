@@ -280,3 +280,10 @@ def test_a_full_disk_during_a_copy_names_the_destination_not_the_source(tmp_path
         with atomic_path(tmp_path / "raw" / "tracks.csv") as out:
             shutil.copyfile(source, out)
     assert not (tmp_path / "raw" / "tracks.csv").exists()
+
+
+def test_a_file_where_the_output_folder_should_be_is_one_line(tmp_path):
+    (tmp_path / "covers").write_text("not a folder")
+    with pytest.raises(DiskError, match=r"cannot write .*covers/images/x.jpg: a (file is where a "
+                                        r"folder should be \(EEXIST\)|part of the path is a file)"):
+        write_bytes(tmp_path / "covers" / "images" / "x.jpg", b"jpeg")

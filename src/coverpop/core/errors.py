@@ -42,6 +42,7 @@ _DISK = {
     errno.EIO: ("input/output error (a failing disk?)", "check the disk"),
     errno.ENOTDIR: ("a part of the path is a file, not a folder", "remove or rename that file"),
     errno.EISDIR: ("a folder is in the way", "remove or rename that folder"),
+    errno.EEXIST: ("a file is where a folder should be", "remove or rename that file"),
     errno.ENAMETOOLONG: ("the path is too long", "use a shorter path"),
 }
 # Only these say for sure that a write failed; the others (EACCES, EIO, ...) happen to reads too.
