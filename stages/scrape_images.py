@@ -6,7 +6,7 @@ import signal
 import sys
 
 from coverpop.core.atomic import write_csv
-from coverpop.core.errors import CoverpopError, run_stage
+from coverpop.core.errors import CoverpopError, DiskError, run_stage
 from coverpop.core.params import load_params, stage_paths
 from coverpop.covers.engine import Scraper, check_success, manifest_frame, retry_hint
 from coverpop.covers.journal import resolver_settings
@@ -43,6 +43,9 @@ def main() -> None:
     except StopScrape as stop:
         print(f"{name}: {scraper.summary.line()}")
         raise CoverpopError(f"scrape stopped: {stop}") from None
+    except DiskError:           # the journal keeps every cover finished before the disk failed
+        print(f"{name}: {scraper.summary.line()}")
+        raise
     except KeyboardInterrupt:
         print(f"{name}: {scraper.summary.line()}", flush=True)
         print("scrape_images: interrupted; finished covers are kept (journal saved): run the "

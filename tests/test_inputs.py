@@ -150,7 +150,7 @@ def test_csv_by_url_is_downloaded_once_then_checked_with_304s(server, tmp_path):
 
     first = inputs.tracks_fingerprint(data)
     assert first["csv"]["sha256"] == sha((root / "spotify.csv").read_bytes())
-    assert statuses.count(200) == 2      # the probe, then the download
+    assert statuses == [200]             # one request: the download itself (no probe first)
     statuses.clear()
     assert inputs.tracks_fingerprint(data) == first
     assert statuses == [304]             # unchanged: one round trip, nothing downloaded

@@ -14,8 +14,10 @@ spotipy client and the real requests/urllib3 stack run against it unchanged.
         fake.counts["track"], fake.image_hits[image_id]     # counters for assertions
 
 Hostile faults (for the reliability tests): trickling headers or bodies, bodies cut short, gzip
-bombs, absurd Content-Length, redirect loops and redirects to other schemes or hosts, captive-portal
-HTML, 520, error bodies in other shapes ({"error": "Bad Gateway"}), any Retry-After string.
+bombs, absurd Content-Length, redirect loops and redirects to other schemes or hosts, a 307 to any
+URL (`redirect_to`, target in `fake.redirect_to`: e.g. a loopback-only service), captive-portal
+HTML, 520, error bodies in other shapes ({"error": "Bad Gateway"}), any Retry-After string, JSON
+in Latin-1 declared as such (`latin1`, album names "Café ...") or UTF-8 with a BOM (`bom`).
 
 Run it on its own (for the benchmark or by hand):
     python tests/fakes/spotify_server.py --latency 0.03 0.05
@@ -49,13 +51,16 @@ QUOTA_RETRY_AFTER = 48925
 
 # Fault kinds. Metadata faults hit the track endpoint and oEmbed; image faults hit the CDN.
 HOSTILE = {"trickle", "trickle_headers", "cut", "bomb", "huge_declared", "redirect_loop",
-           "redirect_chain", "redirect_file", "html", "520", "raw"}
+           "redirect_chain", "redirect_file", "html", "520", "raw", "redirect_to"}
+# Answers in another encoding: Latin-1 bytes declared as such, UTF-8 with a BOM and no charset.
+CHARSETS = {"latin1": ("iso-8859-1", "application/json; charset=iso-8859-1"),
+            "bom": ("utf-8-sig", "application/json")}
 METADATA_FAULTS = {"429", "quota", "500", "502", "503", "slow", "404", "no_images",
-                   "bad_gateway", "shape"} | HOSTILE
+                   "bad_gateway", "shape"} | HOSTILE | set(CHARSETS)
 IMAGE_FAULTS = {"corrupt_jpeg", "truncated_jpeg", "image_404", "image_500", "image_slow",
                 "redirect_host"} | {f"image_{k}" for k in HOSTILE}
 TOKEN_FAULTS = {"500", "html", "invalid_json", "no_access_token", "bad_expires", "refuse",
-                "trickle", "json_list"}
+                "trickle", "json_list", "redirect_to"} | set(CHARSETS)
 PORTAL = (b"<!DOCTYPE html><html><head><title>Welcome to CityWiFi</title></head><body>"
           b"<form action='/login'>Please accept the terms to continue</form></body></html>")
 
@@ -147,6 +152,7 @@ class FakeSpotify:
         self._revoke_after: int | None = None
         self._api_requests = 0
         self.raw = b""                         # what a "raw" fault sends, byte for byte
+        self.redirect_to = ""                  # where a "redirect_to" fault sends the client (307)
         self.files: dict[str, bytes] = {}      # /files/<name>: plain downloads (a tracks CSV)
         self.file_faults: dict[str, str] = {}  # name -> a HOSTILE fault, every time
         self.client_id, self.client_secret = client_id, client_secret
@@ -454,6 +460,8 @@ class _Handler(BaseHTTPRequestHandler):
             return self._send(302, b"", "text/plain", {"Location": f"{base}{sep}hop={n}"})
         if kind == "redirect_file":
             return self._send(302, b"", "text/plain", {"Location": "file:///etc/passwd"})
+        if kind == "redirect_to":    # 307: the method and body go along (a POST stays a POST)
+            return self._send(307, b"", "text/plain", {"Location": fake.redirect_to})
         if kind == "html":           # a captive portal answers everything with its login page
             return self._send(200, PORTAL, "text/html; charset=utf-8")
         if kind == "raw":            # anything at all, as HTTP or not
@@ -466,7 +474,11 @@ class _Handler(BaseHTTPRequestHandler):
                               "text/html")
         raise ValueError(kind)
 
-    def _json(self, status: int, obj, headers: dict | None = None) -> None:
+    def _json(self, status: int, obj, headers: dict | None = None, charset: str = "") -> None:
+        if charset in CHARSETS:
+            codec, ctype = CHARSETS[charset]
+            return self._send(status, json.dumps(obj, ensure_ascii=False).encode(codec), ctype,
+                              headers)
         self._send(status, json.dumps(obj).encode(), "application/json; charset=utf-8", headers)
 
     def _error(self, status: int, message: str, headers: dict | None = None) -> None:
@@ -486,7 +498,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _metadata_fault_response(self, kind: str | None, api: bool) -> bool:
         """Send the response for a metadata fault; False when there is none to send."""
         fake = self.server_fake
-        if kind is None or kind in ("no_images", "shape"):
+        if kind is None or kind in ("no_images", "shape") or kind in CHARSETS:
             return False
         if kind in HOSTILE:
             self._hostile(kind, b'{"error": {"status": 200, "message": "' + b"x" * 200 + b'"}}',
@@ -544,6 +556,8 @@ class _Handler(BaseHTTPRequestHandler):
         if fault == "trickle":
             return self._trickle(json.dumps({"access_token": "BQ" + "y" * 40}).encode(),
                                  "application/json")
+        if fault == "redirect_to":
+            return self._hostile(fault, b"", "text/plain")
         expected = base64.b64encode(f"{fake.client_id}:{fake.client_secret}".encode()).decode()
         if self.headers.get("Authorization") != f"Basic {expected}":
             return self._json(400, {"error": "invalid_client",
@@ -554,7 +568,10 @@ class _Handler(BaseHTTPRequestHandler):
         token = "BQ" + "".join(random.choice(_BASE62) for _ in range(40))
         with fake._lock:
             fake._tokens.add(token)
-        self._json(200, {"access_token": token, "token_type": "Bearer", "expires_in": 3600})
+        answer = {"access_token": token, "token_type": "Bearer", "expires_in": 3600}
+        if fault in CHARSETS:
+            answer["scope"] = "lecture café"     # one character that is not ASCII
+        self._json(200, answer, charset=fault or "")
 
     def do_GET(self) -> None:
         self._delay()
@@ -595,7 +612,9 @@ class _Handler(BaseHTTPRequestHandler):
         body = self.server_fake.track_json(track_id, images=fault != "no_images")
         if fault == "shape":
             body = self.server_fake._shapes[track_id](body)
-        self._json(200, body)
+        if fault in CHARSETS:
+            body["album"]["name"] = f"Café {body['album']['name']}"
+        self._json(200, body, charset=fault or "")
 
     def _batch(self, ids: str) -> None:
         self._count("batch")
@@ -637,7 +656,9 @@ class _Handler(BaseHTTPRequestHandler):
                         thumbnail_width=size, thumbnail_height=size)
         if fault == "shape":
             body = fake._shapes[track_id](body)
-        self._json(200, body)
+        if fault in CHARSETS:
+            body["title"] = f"Café {body['title']}"
+        self._json(200, body, charset=fault or "")
 
     def _file(self, name: str) -> None:
         self._count("file")

@@ -3,6 +3,12 @@ power cut leaves a half (or zeroed) file under the final name.
 
 Temp files and temp folders carry their owner's pid in their name, so that a later run can clean
 up what a killed run left behind without ever touching the temp files of a process still alive.
+
+Every write of the project goes through `atomic_path` (covers, journal, manifest, caches, stage
+outputs, checkpoints, figures), so this is also where a failing disk is named: ENOSPC, a
+read-only or unwritable folder, a quota, an I/O error become one DiskError line naming the final
+path (never the temp file), the cause and what to do; the temp file is removed and the old file,
+if any, is untouched, so the next run after the fix resumes.
 """
 
 from __future__ import annotations
@@ -16,6 +22,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from coverpop.core.errors import DiskError, disk_error
 
 if TYPE_CHECKING:  # pandas is not imported here: cheap stages (inputs) need none of it
     import pandas as pd
@@ -50,14 +58,45 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     is removed. The fsync comes before the rename: otherwise a crash can leave the new name
     pointing at blocks never written (a zeroed or truncated file that looks finished)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        yield tmp
-        _fsync(tmp)
-        os.replace(tmp, path)
+        with disk_errors(path, tmp):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            yield tmp
+            _fsync(tmp)
+            os.replace(tmp, path)
     finally:
-        tmp.unlink(missing_ok=True)
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:      # a read-only folder: there is no temp file to remove either
+            pass
+
+
+@contextmanager
+def disk_errors(path: str | Path, *also: str | Path) -> Iterator[None]:
+    """Turn a failed write of `path` (or of its temp files `also`) in the block into one
+    DiskError line naming `path`. An OSError about another file (the source of a copy, say) or
+    of another kind passes through as it is."""
+    try:
+        yield
+    except DiskError:
+        raise
+    except OSError as err:
+        found = disk_error(err, path) if _about(err, (path, *also)) else None
+        if found is None:
+            raise
+        raise found from None
+
+
+def _about(err: OSError, paths) -> bool:
+    """Is this error about writing one of `paths` (or making a folder above them)?"""
+    if err.filename is None:       # write(), fsync(): the file being written
+        return True
+    try:   # filename2: the destination of a copy or rename (shutil names the source first)
+        failed = [Path(os.fsdecode(f)) for f in (err.filename, err.filename2) if f is not None]
+        return any(Path(p) == f or Path(p).is_relative_to(f) for p in paths for f in failed)
+    except (TypeError, ValueError):
+        return False
 
 
 def clean_dead_temps(folder: str | Path) -> int:
@@ -69,8 +108,11 @@ def clean_dead_temps(folder: str | Path) -> int:
     for entry in folder.iterdir():
         m = _TEMP.match(entry.name)
         if m and not pid_alive(int(m["pid"])):
-            entry.unlink(missing_ok=True)
-            removed += 1
+            try:
+                entry.unlink(missing_ok=True)
+                removed += 1
+            except OSError:   # a read-only folder: the write that follows says so in one line
+                pass
     return removed
 
 

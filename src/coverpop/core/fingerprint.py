@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import stat
 import time
 from pathlib import Path
 
@@ -74,6 +75,23 @@ class HashCache:
             self._dirty = False
 
 
+def _unusable(path: Path, rel: str) -> str:
+    """Why a directory entry is not an image file to hash ('' when it is)."""
+    try:
+        rel.encode("utf-8")
+    except UnicodeEncodeError:
+        return "its name is not valid UTF-8, so no CSV can name it"
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return "a link to a missing file"
+    except OSError as err:
+        return f"cannot be looked at ({err.strerror})"
+    if not stat.S_ISREG(mode):
+        return "not a regular file (a FIFO, socket or device)"
+    return ""
+
+
 def file_fingerprint(path: str | Path, cache_dir: str | Path | None = None) -> dict:
     """{"size", "sha256"} of one file (its folder's cache remembers it)."""
     path = Path(path)
@@ -83,10 +101,13 @@ def file_fingerprint(path: str | Path, cache_dir: str | Path | None = None) -> d
     return {"size": size, "sha256": sha}
 
 
-def folder_fingerprint(root: str | Path, cache_dir: str | Path | None = None
+def folder_fingerprint(root: str | Path, cache_dir: str | Path | None = None,
+                       skipped: list[tuple[str, str]] | None = None
                        ) -> tuple[list[tuple[str, int, str]], int]:
     """([(relative posix name, size, sha256)] sorted by name, files read this time) for every
-    file under `root`; hidden files and folders (".*") are skipped."""
+    file under `root`; hidden files and folders (".*") are skipped. So is every entry that is
+    not a readable regular file (a broken link, a FIFO, a name that is not UTF-8, ...): it is
+    added to `skipped` as (name, why), and a CSV row naming it fails on its own when scraped."""
     cache = HashCache(root, cache_dir)
     rows = []
     for dirpath, dirnames, filenames in os.walk(cache.root):
@@ -96,8 +117,16 @@ def folder_fingerprint(root: str | Path, cache_dir: str | Path | None = None
             if name.startswith("."):
                 continue
             rel = (rel_dir / name).as_posix()
-            st = os.stat(Path(dirpath) / name)
-            rows.append((rel, *cache.sha256(rel, st)))
+            why = _unusable(Path(dirpath) / name, rel)
+            if not why:
+                try:
+                    st = os.stat(Path(dirpath) / name)
+                    rows.append((rel, *cache.sha256(rel, st)))
+                    continue
+                except OSError as err:
+                    why = f"cannot be read ({err.strerror})"
+            if skipped is not None:
+                skipped.append((rel.encode("utf-8", "backslashreplace").decode(), why))
     rows.sort()
     cache.save(keep={r[0] for r in rows})
     return rows, cache.hashed

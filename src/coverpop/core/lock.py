@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from coverpop.core.atomic import disk_errors
 from coverpop.core.errors import CoverpopError
 
 
@@ -24,8 +25,9 @@ def exclusive(folder: str | Path, what: str) -> Iterator[None]:
     """Hold the folder's lock for the block; fail at once, naming the holder, when it is taken."""
     folder = Path(folder)
     path = lock_path(folder)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    with disk_errors(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -35,8 +37,11 @@ def exclusive(folder: str | Path, what: str) -> Iterator[None]:
                 f"{folder} is being written by another {what} (pid {owner}); wait for it to "
                 f"finish or stop it (kill {owner}), then run again") from None
         pid = f"{os.getpid()}\n".encode()
-        os.pwrite(fd, pid, 0)
-        os.ftruncate(fd, len(pid))
+        try:
+            os.pwrite(fd, pid, 0)
+            os.ftruncate(fd, len(pid))
+        except OSError:   # a full disk: the lock holds all the same, only its note is missing
+            pass
         yield
     finally:
         os.close(fd)   # releases the lock

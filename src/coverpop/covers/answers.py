@@ -9,8 +9,10 @@ out of the run. Fields coverpop does not read are ignored.
 
 from __future__ import annotations
 
+import codecs
 import json
 import re
+from email.message import Message
 from typing import Annotated, Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, StrictStr, ValidationError
@@ -68,17 +70,53 @@ def track_id_of(value: Any) -> str:
     return m.group(1)
 
 
+def looks_html(body: bytes, content_type: str) -> bool:
+    return "html" in content_type.lower() or body.lstrip()[:1] == b"<"
+
+
 def describe_body(body: bytes, content_type: str) -> str:
-    if "html" in content_type.lower() or body.lstrip()[:1] == b"<":
+    if looks_html(body, content_type):
         return "an HTML page, not JSON (a captive portal, a login page or a wrong URL?)"
     return "not JSON" if body.strip() else "an empty answer, not JSON"
 
 
-def parse_json(body: bytes, content_type: str, where: str) -> Any:
-    """The JSON document in `body`; CoverError("bad_response", retryable) when there is none."""
+def charset_of(content_type: str) -> str:
+    """The charset a Content-Type declares ('' when none, or one Python does not know)."""
+    msg = Message()
+    msg["Content-Type"] = content_type or ""
+    name = str(msg.get_param("charset") or "").strip().strip("'\"")
     try:
-        return json.loads(body)
-    except (ValueError, UnicodeDecodeError, RecursionError):
+        return codecs.lookup(name).name if name else ""
+    except LookupError:
+        return ""
+
+
+def decode_json_text(body: bytes, content_type: str) -> str:
+    """The answer's text: by its declared charset; else UTF-8, with or without a BOM (RFC 8259;
+    a UTF-16/32 BOM is honoured too)."""
+    charset = charset_of(content_type)
+    if charset in ("", "utf-8"):
+        for bom, codec in ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"),
+                           (codecs.BOM_UTF8, "utf-8-sig"), (codecs.BOM_UTF16_LE, "utf-16"),
+                           (codecs.BOM_UTF16_BE, "utf-16")):
+            if body.startswith(bom):
+                return body.decode(codec)
+        return body.decode("utf-8")
+    return body.decode(charset)
+
+
+def parse_json(body: bytes, content_type: str, where: str) -> Any:
+    """The JSON document in `body`, decoded by its declared charset; CoverError("bad_response",
+    retryable) when there is none."""
+    try:
+        return json.loads(decode_json_text(body, content_type))
+    except UnicodeDecodeError:
+        declared = charset_of(content_type)
+        what = (describe_body(body, content_type) if looks_html(body, content_type) else
+                f"text that is not the {declared} it declares" if declared else
+                "text that is not UTF-8 (and declares no charset)")
+        raise CoverError("bad_response", f"{where} answered {what}", retryable=True) from None
+    except (ValueError, RecursionError):
         raise CoverError("bad_response", f"{where} answered {describe_body(body, content_type)}",
                          retryable=True) from None
 

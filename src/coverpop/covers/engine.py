@@ -26,8 +26,8 @@ from pathlib import Path
 import pandas as pd
 from tqdm import tqdm
 
-from coverpop.core.atomic import clean_dead_temps, write_bytes
-from coverpop.core.errors import CoverpopError
+from coverpop.core.atomic import clean_dead_temps, disk_errors, write_bytes
+from coverpop.core.errors import CoverpopError, DiskError
 from coverpop.core.redact import redact_text
 from coverpop.core.lock import exclusive
 from coverpop.covers.images import (BadImage, RejectedImage, check_source, downscale_cover,
@@ -281,7 +281,8 @@ class Scraper:
         run must stop, e.g. on a daily quota; KeyboardInterrupt after journaling what finished,
         without waiting for the covers in flight.
         """
-        self.images.mkdir(parents=True, exist_ok=True)
+        with disk_errors(self.images):
+            self.images.mkdir(parents=True, exist_ok=True)
         with exclusive(self.out_dir, "scrape"):
             clean_dead_temps(self.images)     # temp files of a killed run, never a live one's
             clean_dead_temps(self.out_dir)
@@ -301,16 +302,17 @@ class Scraper:
                 for result, err in pool or ():
                     if err is not None:
                         if stop is None and not isinstance(err, _Abandoned):
-                            stop = err         # StopScrape (quota) or a bug: start nothing new;
-                            pool.stopping.set()  # covers in flight finish and are journaled
-                        continue
+                            stop = err         # StopScrape (quota), a full disk or a bug: start
+                            pool.stopping.set()  # nothing new; covers in flight finish and are
+                        continue               # journaled (or fail the same way)
                     rec, note = result
                     journal.add(rec)
                     done[rec["track_id"]] = rec
                     self.summary.add(rec, note)
                     bar.set_postfix_str(self.summary.postfix(), refresh=False)
                     bar.update()
-            except KeyboardInterrupt:
+            except (KeyboardInterrupt, DiskError):
+                # Ctrl-C, or the journal could not be written: covers in flight are dropped
                 self._abandon.set()
                 if pool:
                     pool.stopping.set()

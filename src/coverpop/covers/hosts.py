@@ -4,37 +4,23 @@ Image URLs come from answers (the API, oEmbed) or from a column of the tracks ta
 not trusted: only hosts in `scrape.allowed_hosts` are fetched (by default Spotify's image CDN),
 at every redirect hop too. An entry is a host name or IP (`i.scdn.co`), a pattern
 (`image-cdn-*.spotifycdn.com`), or `*` for any host. A host reached through a pattern must be a
-public address: loopback, private, link-local and other special ranges are refused when the
-connection is made (so DNS tricks do not get round it). A host named exactly, and the mirror in
-`scrape.image_host`, are the user's explicit choice and are fetched wherever they point.
+public address: loopback, private, link-local and other special ranges are refused before and
+when the connection is made (so DNS tricks do not get round it; core/net.py's address policy).
+A host named exactly, and the mirror in `scrape.image_host`, are the user's explicit choice and
+are fetched wherever they point.
 """
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Iterable
 from fnmatch import fnmatchcase
 from urllib.parse import urlsplit
 
+from coverpop.core.net import Addresses, is_public  # noqa: F401  (is_public: re-exported)
 from coverpop.core.redact import redact_url
 from coverpop.covers.types import CoverError
 
 SCHEMES = ("http", "https")
-
-
-def is_public(ip: str) -> bool:
-    addr = ipaddress.ip_address(ip.split("%")[0])       # drop an IPv6 zone id
-    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped:
-        addr = addr.ipv4_mapped
-    return addr.is_global and not addr.is_multicast
-
-
-def refuse_private(ip: str) -> None:
-    """A guard's peer check: raise for a connection to a non-public address."""
-    if not is_public(ip):
-        raise CoverError("private_address",
-                         f"refused to fetch from {ip}, a private or loopback address (name the "
-                         "host exactly in scrape.allowed_hosts to allow it)", retryable=True)
 
 
 def host_of(url: str) -> str:
@@ -53,6 +39,10 @@ class HostPolicy:
         self.exact = {h for h in allowed if not any(c in h for c in "*?[")}
         self.exact |= {h.rstrip(".").lower() for h in trusted if h}
         self.patterns = [h for h in allowed if any(c in h for c in "*?[")]
+        # What a cover download may connect to: a host named exactly, anywhere; any other host
+        # (reached through a pattern) only at a public address.
+        self.addresses = Addresses.named(
+            hosts=self.exact, hint="name the host exactly in scrape.allowed_hosts to allow it")
 
     def check(self, url: str) -> bool:
         """Raise CoverError when `url` may not be fetched; return True when its address must be

@@ -38,7 +38,7 @@ from requests.structures import CaseInsensitiveDict
 from coverpop.core import net
 from coverpop.core.redact import redact_url
 from coverpop.covers.answers import parse_json
-from coverpop.covers.hosts import HostPolicy, refuse_private
+from coverpop.covers.hosts import HostPolicy
 from coverpop.covers.types import CoverError, StopScrape
 
 T = TypeVar("T")
@@ -151,8 +151,12 @@ class HttpClient:
     """One pooled session with the deadline, the size cap and checked redirects (see above)."""
 
     def __init__(self, *, timeout: float, max_bytes: int, hosts: HostPolicy | None = None,
-                 pool_size: int = 16):
+                 pool_size: int = 16, endpoints: net.Addresses = net.PUBLIC_ONLY):
+        """`endpoints`: the configured base URLs (token, API, oEmbed, mirror), reachable wherever
+        they point; any other host a request or a redirect leads to must be public. Covers
+        (`image=True`) obey `hosts` (scrape.allowed_hosts) instead."""
         self.timeout, self.max_bytes, self.hosts = timeout, max_bytes, hosts
+        self.endpoints = endpoints
         self.session = net.make_session(pool_size)
         self._environment: dict[str, dict] = {}   # origin -> proxies/verify from the environment
 
@@ -166,14 +170,21 @@ class HttpClient:
         (timeout, connection, truncated) or CoverError (too_large, redirect_loop, bad_scheme,
         host_not_allowed, private_address, bad_url). `image=True` applies scrape.allowed_hosts."""
         where = where or where_of(url)
-        with net.deadline(self.timeout, owner=self) as guard:
+        addresses = self.hosts.addresses if image and self.hosts is not None else self.endpoints
+        with net.deadline(self.timeout, addresses, owner=self) as guard:
             try:
                 return self._request(method, url, where, image, guard, kwargs)
+            except net.Refused as err:
+                raise CoverError("private_address", f"{where}: {err.detail}",
+                                 retryable=True) from None
             except (CoverError, Transient):
                 if guard.fired:
                     raise self._late(where) from None
                 raise
             except (requests.RequestException, OSError) as err:
+                if guard.refused is not None:      # wrapped by a library on its way up
+                    raise CoverError("private_address", f"{where}: {guard.refused.detail}",
+                                     retryable=True) from None
                 if guard.fired:
                     raise self._late(where) from None
                 reason, detail = net.describe(err, where, body_started=False)
@@ -197,7 +208,8 @@ class HttpClient:
         prep = self.session.prepare_request(requests.Request(method, url, **kwargs))
         seen = {prep.url}
         for hop in range(MAX_REDIRECTS + 1):
-            guard.check_peer = self._peer_check(prep.url, image)
+            if image and self.hosts is not None:
+                self.hosts.check(prep.url)           # every hop: an allowed host
             left = guard.remaining()
             if left <= 0:
                 raise self._late(where)
@@ -229,11 +241,6 @@ class HttpClient:
             self._environment[origin] = self.session.merge_environment_settings(
                 origin + "/", {}, True, None, None)
         return self._environment[origin]
-
-    def _peer_check(self, url: str, image: bool) -> Callable[[str], None] | None:
-        if not image or self.hosts is None:
-            return None
-        return refuse_private if self.hosts.check(url) else None
 
     def _next_hop(self, prep: requests.PreparedRequest, resp: requests.Response, url: str):
         old = prep.url
@@ -413,8 +420,12 @@ class Fetcher:
     def __init__(self, settings):
         self.settings = settings
         hosts = HostPolicy(settings.allowed_hosts, trusted=[settings.image_mirror_host])
+        endpoints = net.Addresses.named(
+            [settings.api_url, settings.token_url, settings.oembed_url, settings.image_host],
+            hint="only the hosts of scrape.api_url, token_url, oembed_url and image_host (or "
+                 "their environment variables) may be internal")
         self.http = HttpClient(timeout=settings.timeout, max_bytes=settings.max_bytes,
-                               hosts=hosts, pool_size=settings.workers)
+                               hosts=hosts, pool_size=settings.workers, endpoints=endpoints)
         self.policy = RetryPolicy.from_settings(settings)
         self.limiter = RateLimiter(settings.rate_limit)
         self.images = RateLimiter()

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from coverpop.core.atomic import write_text
+from coverpop.core.atomic import disk_errors, write_text
 
 JOURNAL = "journal.jsonl"
 
@@ -141,13 +141,37 @@ class Appender:
             with self.path.open("rb") as f:
                 f.seek(-1, 2)
                 cut = f.read(1) != b"\n"
-        self.f = self.path.open("a", encoding="utf-8", newline="\n")
-        if cut:
-            self.f.write("\n")
+        with disk_errors(self.path):   # a full or read-only disk: one line naming the journal
+            self.f = self.path.open("a", encoding="utf-8", newline="\n")
+            if cut:
+                self.f.write("\n")
 
     def add(self, rec: dict) -> None:
-        self.f.write(json.dumps(rec, ensure_ascii=False) + "\n")
-        self.f.flush()
+        line = json.dumps(rec, ensure_ascii=False) + "\n"
+        with disk_errors(self.path):
+            try:
+                self.f.write(line)
+                self.f.flush()
+            except OSError:
+                # What did not reach the disk must not be written later, glued to the next
+                # record: drop the buffer (a partial line on disk is skipped when read, and the
+                # next Appender ends it).
+                self._reopen()
+                raise
+
+    def _reopen(self) -> None:
+        try:
+            os.close(self.f.fileno())     # the buffer dies with the descriptor, unwritten
+        except OSError:
+            pass
+        try:
+            self.f.close()
+        except (OSError, ValueError):
+            pass
+        self.f = self.path.open("a", encoding="utf-8", newline="\n")
 
     def close(self) -> None:
-        self.f.close()
+        try:
+            self.f.close()
+        except OSError:      # a failed flush was already reported by add()
+            pass

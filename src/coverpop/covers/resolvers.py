@@ -6,8 +6,10 @@ and `fetch(ref)` (the Resolver protocol in covers/types.py) plus a factory regis
 """
 
 import hashlib
+import math
 import os
 import re
+import stat
 from collections.abc import Callable
 from pathlib import Path
 
@@ -55,7 +57,7 @@ def local_cover_id(name: str, content_sha256: str = "") -> str:
     """A file-safe key that stays unique when two folders hold files of the same name, and
     changes when the file's content does (so a replaced picture is a new cover)."""
     stem = re.sub(r"[^A-Za-z0-9_-]", "_", Path(name).stem)[:48]
-    key = f"{stem}-{hashlib.sha1(name.encode()).hexdigest()[:8]}"
+    key = f"{stem}-{hashlib.sha1(name.encode('utf-8', 'surrogatepass')).hexdigest()[:8]}"
     return f"{key}-{content_sha256[:8]}" if content_sha256 else key
 
 
@@ -69,15 +71,15 @@ class LocalResolver:
 
     name = "local"
 
-    def __init__(self, images_dir: str | Path, image_hashes: dict[str, str] | None = None):
+    def __init__(self, images_dir: str | Path, image_hashes: dict[str, str] | None = None,
+                 max_bytes: int = 0):
         self.root = Path(images_dir).resolve()
         self.hashes = image_hashes or {}
+        self.max_bytes = int(max_bytes)     # scrape.max_bytes: a 10 GB file is never read whole
 
     def resolve(self, row: dict) -> CoverRef:
-        name = str(row["image"])
-        path = (self.root / name).resolve()
-        if not path.is_relative_to(self.root):
-            raise CoverError("bad_path", f"{name} is outside {self.root}")
+        name = image_name(row.get("image"))
+        path = self._path(name)
         content = self.hashes.get(Path(os.path.normpath(name)).as_posix(), "")
         cover_id = local_cover_id(name, content)
         album = row.get("album_id")
@@ -98,13 +100,83 @@ class LocalResolver:
             path.unlink()
         return len(stale)
 
-    def fetch(self, ref: CoverRef) -> bytes:
+    def _path(self, name: str) -> Path:
+        """The file `name` names inside the images folder; CoverError("bad_path") for a name
+        that cannot be one (no OS error or ValueError ever leaves here)."""
         try:
-            return Path(ref.url).read_bytes()
+            path = (self.root / name).resolve()
+        except (OSError, ValueError, RuntimeError) as err:   # ELOOP, ENAMETOOLONG, ...
+            raise CoverError("bad_path", f"{_shown(name)}: not a usable path "
+                                         f"({getattr(err, 'strerror', None) or err})") from None
+        if not path.is_relative_to(self.root):
+            raise CoverError("bad_path", f"{_shown(name)} is outside {self.root}")
+        if path == self.root:
+            raise CoverError("bad_path", f"{_shown(name)} names the images folder itself")
+        return path
+
+    def fetch(self, ref: CoverRef) -> bytes:
+        # Opened without blocking and checked before reading: a FIFO would wait forever, a
+        # folder or a device is no picture.
+        try:
+            fd = os.open(ref.url, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
         except FileNotFoundError:
             raise CoverError("missing_file", ref.url) from None
-        except OSError as err:
-            raise CoverError("unreadable_file", f"{ref.url}: {err.strerror}") from None
+        except IsADirectoryError:
+            raise CoverError("bad_path", f"{ref.url} is a folder, not an image") from None
+        except (OSError, ValueError) as err:
+            raise CoverError("unreadable_file", f"{ref.url}: "
+                                                f"{getattr(err, 'strerror', None) or err}") from None
+        try:
+            mode = os.fstat(fd).st_mode
+            if stat.S_ISDIR(mode):
+                raise CoverError("bad_path", f"{ref.url} is a folder, not an image")
+            if not stat.S_ISREG(mode):
+                raise CoverError("bad_path", f"{ref.url} is not a regular file (a FIFO, socket "
+                                             "or device)")
+            size = os.fstat(fd).st_size
+            if self.max_bytes and size > self.max_bytes:
+                raise CoverError("too_large", f"{ref.url} has {size:,} bytes, more than "
+                                              f"scrape.max_bytes={self.max_bytes:,}",
+                                 retryable=True)
+        except BaseException:
+            os.close(fd)
+            raise
+        with os.fdopen(fd, "rb") as f:
+            try:
+                return f.read()
+            except OSError as err:
+                raise CoverError("unreadable_file", f"{ref.url}: {err.strerror}") from None
+
+
+MAX_NAME_BYTES = 4096   # PATH_MAX: a longer `image` cannot name a file
+
+
+def image_name(value) -> str:
+    """The `image` column's value as a file name; CoverError("bad_path") when it cannot be one."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        raise CoverError("bad_path", "the image column is empty")
+    name = str(value)
+    if not name.strip():
+        raise CoverError("bad_path", "the image column is empty")
+    if "\x00" in name:
+        raise CoverError("bad_path", f"{_shown(name)}: a file name cannot hold a NUL byte")
+    try:
+        encoded = os.fsencode(name)
+    except UnicodeError:
+        raise CoverError("bad_path", f"{_shown(name)}: not encodable as a file name") from None
+    if len(encoded) > MAX_NAME_BYTES:
+        raise CoverError("bad_path", f"{_shown(name)}: {len(encoded)} bytes, longer than any "
+                                     "path can be")
+    if any(len(part) > 255 for part in encoded.split(b"/")):
+        raise CoverError("bad_path", f"{_shown(name)}: a part of it is longer than 255 bytes, "
+                                     "more than a file name can be")
+    return name
+
+
+def _shown(name: str) -> str:
+    """A file name as it may appear in a one-line message: printable, short."""
+    text = name.encode("unicode_escape", "backslashreplace").decode("ascii")
+    return repr(text if len(text) <= 80 else text[:77] + "...")
 
 
 # The network resolvers are imported when chosen: requests and pydantic cost start-up time.
@@ -116,7 +188,7 @@ def _demo(tracks, data_params, settings, environ, image_hashes):
 
 @resolver("local")
 def _local(tracks, data_params, settings, environ, image_hashes):
-    return LocalResolver(local_images_dir(data_params["local"]), image_hashes)
+    return LocalResolver(local_images_dir(data_params["local"]), image_hashes, settings.max_bytes)
 
 
 @resolver("url")

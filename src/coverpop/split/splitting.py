@@ -1,5 +1,9 @@
 """Train/val/test split: grouped (album or artist never in two splits), stratified by popularity."""
 
+import math
+import sys
+import warnings
+
 import numpy as np
 import pandas as pd
 from sklearn.model_selection import StratifiedGroupKFold
@@ -12,7 +16,10 @@ def _carve(y: np.ndarray, groups: np.ndarray, frac: float, seed: int) -> np.ndar
     """Boolean mask of about `frac` of rows, whole groups only, each popularity bin in proportion."""
     k = max(2, round(1 / frac))
     folds = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
-    _, held = next(folds.split(np.zeros(len(y)), y, groups))
+    with warnings.catch_warnings():   # said once, in our words, by split()
+        warnings.filterwarnings("ignore", message="The least populated class",
+                                category=UserWarning)
+        _, held = next(folds.split(np.zeros(len(y)), y, groups))
     mask = np.zeros(len(y), dtype=bool)
     mask[held] = True
     return mask
@@ -29,6 +36,9 @@ def split(df: pd.DataFrame, group_by: str = "album", val: float = 0.15, test: fl
         raise CoverpopError(f"split.group_by={group_by} needs column '{column}'")
     groups = df[column].fillna(df["track_id"]).to_numpy()
     y = popularity_bins(df["popularity"], n_bins)
+    note = sparse_bins_note(y, n_bins, max(2, round(1 / test)))
+    if note:
+        print(f"dedupe_split: {note}", file=sys.stderr)
     labels = np.array(["train"] * len(df), dtype=object)
     is_test = _carve(y, groups, test, seed)
     labels[is_test] = "test"
@@ -36,3 +46,20 @@ def split(df: pd.DataFrame, group_by: str = "album", val: float = 0.15, test: fl
     is_val = _carve(y[rest], groups[rest], val / (1 - test), seed + 1)
     labels[rest[is_val]] = "val"
     return pd.Series(labels, index=df.index, name="split")
+
+
+def sparse_bins_note(y: np.ndarray, n_bins: int, parts: int) -> str:
+    """What scikit-learn's "least populated class" warning means here, in one line ('' when no
+    popularity bin is too small to be spread over the splits in proportion)."""
+    counts = np.bincount(y, minlength=n_bins)
+    sparse = [(b, int(c)) for b, c in enumerate(counts) if 0 < c < parts]
+    if not sparse:
+        return ""
+
+    def span(b: int) -> str:
+        return f"{math.ceil(b * 101 / n_bins)}-{math.ceil((b + 1) * 101 / n_bins) - 1}"
+
+    what = ", ".join(f"popularity {span(b)}: {c} cover{'s' * (c != 1)}" for b, c in sparse)
+    return (f"too few covers in some popularity ranges to stratify the test and val splits "
+            f"({what}; at least {parts} each are needed): those covers go wherever their album "
+            "falls, so the splits' popularity mix is a little off (fine for a small sample)")

@@ -20,8 +20,9 @@ from pathlib import Path
 
 from coverpop.core.atomic import clean_dead_temps, write_json, write_text
 from coverpop.core.cache import cache_root
-from coverpop.core.errors import CoverpopError
-from coverpop.core.fingerprint import file_fingerprint, folder_fingerprint, sha256_file
+from coverpop.core.errors import CoverpopError, file_problem, folder_problem
+from coverpop.core.fingerprint import file_fingerprint, folder_fingerprint
+
 IMAGE_COLUMNS = ("name", "size", "sha256")
 
 
@@ -34,8 +35,10 @@ def local_images_dir(p: dict) -> Path:
     images = p.get("images")
     if not images:
         raise CoverpopError("params.yaml: data.local.images must be set for data.source=local")
-    if not Path(images).is_dir():
-        raise CoverpopError(f"params.yaml: data.local.images={images!r} is not a folder")
+    problem = folder_problem(images)
+    if problem:
+        raise CoverpopError(f"params.yaml: data.local.images={images!r} is not a folder "
+                            f"(it {problem})")
     return Path(images)
 
 
@@ -48,8 +51,9 @@ def local_csv(p: dict) -> Path:
 
 
 def _file(path: Path, param: str) -> dict:
-    if not path.is_file():
-        raise CoverpopError(f"params.yaml: {param}={str(path)!r}: file not found")
+    problem = file_problem(path)
+    if problem:
+        raise CoverpopError(f"params.yaml: {param}={str(path)!r}: {problem}")
     return file_fingerprint(path)
 
 
@@ -76,18 +80,21 @@ def tracks_fingerprint(data_params: dict) -> dict:
     return {"source": source}
 
 
-def images_fingerprint(data_params: dict) -> tuple[list[tuple[str, int, str]], int]:
+def images_fingerprint(data_params: dict, skipped: list | None = None
+                       ) -> tuple[list[tuple[str, int, str]], int]:
     """(name, size, sha256) of every file in data.local.images (local source only), and how
-    many files had to be read (the rest were unchanged since the last run)."""
+    many files had to be read (the rest were unchanged since the last run). Entries that are
+    not readable files go to `skipped` as (name, why)."""
     if data_params.get("source") != "local":
         return [], 0
-    return folder_fingerprint(local_images_dir(data_params.get("local") or {}))
+    return folder_fingerprint(local_images_dir(data_params.get("local") or {}), skipped=skipped)
 
 
 def write_fingerprints(data_params: dict, tracks_out: str | Path, images_out: str | Path) -> str:
     """Write both fingerprint files; return a one-line summary."""
     tracks = tracks_fingerprint(data_params)
-    rows, hashed = images_fingerprint(data_params)
+    skipped: list[tuple[str, str]] = []
+    rows, hashed = images_fingerprint(data_params, skipped)
     write_json(tracks_out, tracks)
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
@@ -99,6 +106,10 @@ def write_fingerprints(data_params: dict, tracks_out: str | Path, images_out: st
         line += f", tracks CSV sha256 {tracks['csv']['sha256'][:12]}"
     if data_params.get("source") == "local":
         line += f", {len(rows)} image files ({hashed} read, {len(rows) - hashed} unchanged)"
+    if skipped:
+        shown = "; ".join(f"{name!r}: {why}" for name, why in skipped[:3])
+        line += (f"; {len(skipped)} entries of data.local.images skipped ({shown}"
+                 f"{'; ...' if len(skipped) > 3 else ''}): rows naming them will fail")
     return line
 
 
@@ -124,19 +135,16 @@ def downloaded(sha256: str) -> Path | None:
     return path if sha256 and path.is_file() else None
 
 
-def url_fingerprint(url: str, timeout: float = 60.0) -> dict:
+def url_fingerprint(url: str) -> dict:
     """{"size", "sha256"} of the file at `url`, downloaded into the cache.
 
     The next look sends the server's validators back (If-None-Match / If-Modified-Since): a 304
     costs one round trip and no download. A server that sends neither ETag nor Last-Modified is
-    downloaded in full on every `dvc repro` (the only way to know its content).
+    downloaded in full on every `dvc repro` (the only way to know its content). One request, under
+    the download's deadline, rate and address rules (tracks/csv_url.py).
     """
-    import requests
+    from coverpop.tracks.csv_url import download
 
-    from coverpop.core.redact import redact_url
-    from coverpop.tracks.csv_url import fetch_csv_url
-
-    shown = redact_url(url)  # errors never print a token from the URL
     folder = downloads_dir()
     clean_dead_temps(folder)  # the partial download of a killed run
     meta_path = folder / f"url-{hashlib.sha256(url.encode()).hexdigest()[:24]}.json"
@@ -144,26 +152,16 @@ def url_fingerprint(url: str, timeout: float = 60.0) -> dict:
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         meta = {}
-    headers = {"User-Agent": "coverpop"}
-    if downloaded(meta.get("sha256", "")):
+    headers = {}
+    if isinstance(meta, dict) and downloaded(str(meta.get("sha256", ""))):
         if meta.get("etag"):
             headers["If-None-Match"] = meta["etag"]
         if meta.get("last_modified"):
             headers["If-Modified-Since"] = meta["last_modified"]
-    try:
-        with requests.get(url, headers=headers, stream=True, timeout=timeout) as probe:
-            status, validators = probe.status_code, probe.headers
-    except requests.RequestException as err:
-        raise CoverpopError(f"cannot reach {shown} ({type(err).__name__}); check data.csv.path "
-                            "and the network, or give a local path") from None
-    if status == 304 and len(headers) > 1:
+    got = download(url, folder / f"{meta_path.stem}.download", headers=headers)  # retries, atomic
+    if got.path is None:   # 304: the cached download is current
         return {"size": meta["size"], "sha256": meta["sha256"]}
-    if 400 <= status < 500 and status != 429:
-        raise CoverpopError(f"cannot download {shown}: HTTP {status}; check data.csv.path")
-    partial = fetch_csv_url(url, folder / f"{meta_path.stem}.download")  # retries, atomic
-    sha, size = sha256_file(partial), partial.stat().st_size
-    os.replace(partial, folder / f"{sha}.csv")
-    write_json(meta_path, {"url": url, "etag": validators.get("ETag", ""),
-                           "last_modified": validators.get("Last-Modified", ""),
-                           "size": size, "sha256": sha})
-    return {"size": size, "sha256": sha}
+    os.replace(got.path, folder / f"{got.sha256}.csv")
+    write_json(meta_path, {"url": url, "etag": got.etag, "last_modified": got.last_modified,
+                           "size": got.size, "sha256": got.sha256})
+    return {"size": got.size, "sha256": got.sha256}

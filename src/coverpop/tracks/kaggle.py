@@ -6,14 +6,22 @@ import re
 import shutil
 from pathlib import Path
 
+from coverpop.core import net
 from coverpop.core.atomic import atomic_path
 from coverpop.core.errors import CoverpopError
+from coverpop.tracks import csv_url
 
 DEFAULT_HANDLE = "amitanshjoshi/spotify-1million-tracks/versions/1"
 DEFAULT_FILE = "spotify_data.csv"
 CREDENTIALS_HINT = ("KAGGLE_API_TOKEN (or KAGGLE_USERNAME and KAGGLE_KEY, or ~/.kaggle/kaggle.json; "
                     "see the README, 'Real data')")
 _PINNED = re.compile(r"^[\w.-]+/[\w.-]+/versions/\d+$")
+# kagglehub's own requests run on coverpop's guarded connections: the CSV's deadline and byte rate
+# for the whole download, and no redirect to an internal address (Kaggle's API is named here;
+# its download redirects to public storage).
+KAGGLE_ENDPOINT = "https://www.kaggle.com"
+ADDRESSES = net.Addresses.named([KAGGLE_ENDPOINT], hint="Kaggle's downloads come from public "
+                                "addresses only")
 
 
 def fetch_kaggle_csv(handle: str, dest: str | Path, file: str = DEFAULT_FILE) -> Path:
@@ -37,7 +45,22 @@ def kaggle_file(handle: str, file: str = DEFAULT_FILE) -> Path:
     import requests
 
     try:
-        found = Path(kagglehub.dataset_download(handle, path=file))
+        with net.route_requests(), net.deadline(csv_url.DEADLINE_S, ADDRESSES,
+                                                min_rate=csv_url.MIN_RATE,
+                                                window=csv_url.WINDOW_S) as guard:
+            try:
+                found = Path(kagglehub.dataset_download(handle, path=file))
+            except Exception:
+                if guard.refused is not None:
+                    raise guard.refused from None
+                if guard.fired:
+                    raise TimeoutError(csv_url.late(guard, csv_url.DEADLINE_S)) from None
+                raise
+    except net.Refused as err:
+        raise CoverpopError(f"Kaggle download of {handle} refused: {err.detail}") from None
+    except TimeoutError as err:
+        raise CoverpopError(f"Kaggle download of {handle}: {err}; check the network, or set "
+                            f"data.source=csv and data.csv.path to a local copy of {file}") from None
     except requests.ConnectionError:
         raise CoverpopError(
             f"cannot reach Kaggle to download {handle} (no network?): connect to the internet, "

@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from coverpop.core.errors import CoverpopError
+from coverpop.core.errors import CoverpopError, file_problem
 from coverpop.core.redact import redact_url
 
 # Column order of the Kaggle CSV (its first, unnamed column is a row index we drop).
@@ -46,8 +46,9 @@ def read_tracks(path: str | Path, required: tuple[str, ...] = REQUIRED, *, name:
     file (a URL it was downloaded from, say); `duplicates`: see validate_tracks."""
     path = Path(path)
     name = redact_url(name) if name else str(path)   # a URL's token never reaches an error
-    if not path.is_file():
-        raise CoverpopError(f"{name}: file not found")
+    problem = file_problem(path)
+    if problem:
+        raise CoverpopError(f"{name}: {problem}")
     try:
         df = pd.read_csv(path, dtype=TEXT_COLUMNS, keep_default_na=False, na_values=[""],
                          low_memory=False)

@@ -25,7 +25,7 @@ from tqdm import tqdm
 
 from coverpop.core.atomic import atomic_path
 from coverpop.core.cache import cache_root
-from coverpop.core.errors import CoverpopError
+from coverpop.core.errors import CoverpopError, file_problem
 _DECODE_VERSION = "to_uint8-bilinear-v1"  # bump when to_uint8 changes: old caches then miss
 
 
@@ -104,8 +104,10 @@ def load_split(path: str | Path, image_size: int, splits=("train", "val"),
                progress: bool = True) -> tuple[CoverTensors, pd.DataFrame]:
     """data/split.csv → CoverTensors for the given splits (rows in file order) and those rows."""
     path = Path(path)
-    if not path.is_file():
-        raise CoverpopError(f"{path}: not found (run the dedupe_split stage first)")
+    problem = file_problem(path)
+    if problem:
+        raise CoverpopError(f"{path}: {problem} (it is the dedupe_split stage's output: run "
+                            "`dvc repro dedupe_split`)")
     df = pd.read_csv(path, dtype={"track_id": str, "cover_id": str, "album_id": str,
                                   "sha256": str, "file": str}, keep_default_na=False)
     for col in SPLIT_COLUMNS:

