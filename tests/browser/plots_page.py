@@ -60,16 +60,15 @@ def missing(node_modules: Path = BROWSER_DIR / "node_modules") -> list[str]:
 
 
 def install() -> None:
-    """apt-get install chromium and npm install the pinned vega builds, unless already there."""
-    if chromium() is None:
+    """apt-get install chromium (and npm), npm install the pinned vega builds; each only once."""
+    apt = [name for name, have in (("chromium", chromium()), ("npm", shutil.which("npm"))) if not have]
+    if apt:
         if shutil.which("apt-get") is None:
-            raise PageError("chromium is not installed and apt-get is not available")
+            raise PageError(f"{' and '.join(apt)} not installed and apt-get is not available")
         sudo = [] if os.geteuid() == 0 else ["sudo", "-n"]
         env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        subprocess.run([*sudo, "apt-get", "install", "-y", "-q", "chromium"], check=True, env=env)
+        subprocess.run([*sudo, "apt-get", "install", "-y", "-q", *apt], check=True, env=env)
     if missing():
-        if shutil.which("npm") is None:
-            raise PageError("npm is not installed: apt-get install -y npm")
         BROWSER_DIR.mkdir(exist_ok=True)
         subprocess.run(["npm", "install", "--prefix", str(BROWSER_DIR), "--no-save",
                         "--no-package-lock", "--no-audit", "--no-fund",
