@@ -1,7 +1,8 @@
 """Stage evaluate: the model and the baselines on the test split, gains with bootstrap CIs.
 
-Writes the headline numbers to the metrics file (`dvc exp show` columns) and the full report,
-predictions, gallery and Grad-CAM overlays to the plots folder.
+Writes the headline numbers to the metrics file (`dvc exp show` columns); predictions, gallery
+and Grad-CAM overlays (charts, drawn by `dvc plots`) and the full reports (plain JSON) to the
+eval folder.
 """
 
 import _env  # noqa: F401  (first: a one-line error when the environment is not active)
