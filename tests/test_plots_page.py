@@ -72,10 +72,12 @@ def test_the_check_sees_what_issue_20_saw(built_repo, template, tmp_path):
                                          "y": {"metrics/analysis/rank_effects.csv": "feature"}}},
     ]
     (repo / "dvc.yaml").write_text(yaml.safe_dump(dvc_yaml, sort_keys=False))
+    shutil.copy(repo / "metrics/eval/gallery.png", repo / "metrics/eval/verdict.png")  # undeclared
     report = plots_page.load(plots_page.render(repo, ["show"], tmp_path / "show", template))
     problems = "\n".join(plots_page.check(report, repo))
     assert "metrics/eval/gallery.png: declared in 2 charts" in problems
     assert "metrics/analysis/rank_effects.csv: declared in 2 charts" in problems
+    assert "metrics/eval/verdict.png: beside the charts, declared nowhere in dvc.yaml" in problems
     assert "page error: " in problems and "SyntaxError" in problems     # the apostrophe
     assert "Rank effect (Cliff's delta): did not draw" in problems
     assert ("metrics/dedupe.csv: x is 'step', not a column of metrics/dedupe.csv "

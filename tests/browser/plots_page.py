@@ -182,6 +182,21 @@ def declared_charts(repo: Path) -> dict[str, list[str]]:
     return charts
 
 
+def undeclared_files(repo: Path) -> list[str]:
+    """Files beside the declared charts that no stage declares (a new figure someone forgot to
+    add to dvc.yaml: never drawn, never restored)."""
+    from dvc.repo import Repo
+
+    with Repo(str(repo)) as r:
+        outs = {Path(os.path.relpath(o.fs_path, r.root_dir)).as_posix() for o in r.index.outs}
+    declared = {f for out in outs for f in _files(repo, out)}
+    folders = {Path(f).parent for f in declared_charts(repo)}
+    return sorted(p.relative_to(repo).as_posix() for folder in folders
+                  for p in (repo / folder).iterdir()
+                  if p.is_file() and p.name != ".gitignore"
+                  and p.relative_to(repo).as_posix() not in declared)
+
+
 def columns(file: Path) -> set[str]:
     """The column names of a plot file (csv, tsv; json: the keys of its first list of rows)."""
     if file.suffix in (".csv", ".tsv"):
@@ -220,6 +235,8 @@ def check(report: dict, repo: Path, revs: list[str] | None = None) -> list[str]:
     for file, n in Counter(f for files in declared.values() for f in files).items():
         if n > 1:
             problems.append(f"{file}: declared in {n} charts (stage plots and top-level plots?)")
+    problems += [f"{f}: beside the charts, declared nowhere in dvc.yaml"
+                 for f in undeclared_files(repo)]
     expected = {div_id(name): name for name in declared}
     shown = Counter(chart["id"] for chart in report["charts"])
     problems += [f"{expected.get(i, i)}: on the page {n} times" for i, n in shown.items() if n > 1]
