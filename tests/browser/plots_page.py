@@ -67,13 +67,23 @@ def install() -> None:
             raise PageError(f"{' and '.join(apt)} not installed and apt-get is not available")
         sudo = [] if os.geteuid() == 0 else ["sudo", "-n"]
         env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        subprocess.run([*sudo, "apt-get", "install", "-y", "-q", *apt], check=True, env=env)
+        for cmd in (["apt-get", "update", "-q"], ["apt-get", "install", "-y", "-q", *apt]):
+            _run_or_fail([*sudo, *cmd], env=env)
     if missing():
         BROWSER_DIR.mkdir(exist_ok=True)
-        subprocess.run(["npm", "install", "--prefix", str(BROWSER_DIR), "--no-save",
-                        "--no-package-lock", "--no-audit", "--no-fund",
-                        *(f"{name}@{version}" for name, version in VEGA.items())], check=True)
+        _run_or_fail(["npm", "install", "--prefix", str(BROWSER_DIR), "--no-save",
+                      "--no-package-lock", "--no-audit", "--no-fund",
+                      *(f"{name}@{version}" for name, version in VEGA.items())])
+        if lacks := missing():
+            raise PageError(f"installed, but still missing: {'; '.join(lacks)}")
     print(f"chromium: {chromium()}; vega scripts: {BROWSER_DIR / 'node_modules'}")
+
+
+def _run_or_fail(cmd: list[str], **kwargs) -> None:
+    done = subprocess.run(cmd, capture_output=True, text=True, **kwargs)
+    if done.returncode != 0:
+        last = (done.stderr.strip() or done.stdout.strip()).splitlines()[-1:]
+        raise PageError(f"{' '.join(cmd[:3])} … failed ({done.returncode}): {' '.join(last)}")
 
 
 def build_template(dest: Path = TEMPLATE, node_modules: Path = BROWSER_DIR / "node_modules") -> Path:
@@ -300,7 +310,7 @@ def main() -> None:
                 screenshot(page, args.png, report)
             print(f"{args.png}: {len(report['charts'])} charts, all drawn "
                   f"({max(WIDTH, report['width'])}x{report['height']} px)")
-    except (PageError, subprocess.CalledProcessError) as e:
+    except PageError as e:
         sys.exit(f"plots_page: {e}")
 
 
