@@ -28,3 +28,11 @@ push: install  ## share data, models and the run-cache through the team's S3 rem
 pull: install  ## the team's data and run-cache; checks bucket and credentials first
 	python -m coverpop.remote check
 	dvc pull --run-cache
+
+.PHONY: browser plots-screenshot
+browser: install  ## Chromium (apt) and vega from npm (.browser/): the browser tests run, plots draw offline
+	python tests/browser/plots_page.py install
+	python tests/browser/plots_page.py template
+
+plots-screenshot: browser  ## docs/plots.png: this repo's `dvc plots show` page (after make repro)
+	python tests/browser/plots_page.py screenshot docs/plots.png

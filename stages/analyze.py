@@ -1,8 +1,9 @@
 """Stage analyze: interpretable features of every kept cover, and how popularity goes with them.
 
-Reads the split table and the covers it names; writes the per-cover features and, into the plots
-folder (kept in git, shown by `dvc plots`): a compact summary, the full report, the plot tables
-and a PNG. None of it is a `dvc metrics` file: `dvc exp show` keeps to the headline numbers.
+Reads the split table and the covers it names; writes the per-cover features and, into the
+analysis folder: the plot tables and a PNG (charts, kept in git, drawn by `dvc plots`), a compact
+summary and the full report (plain JSON, DVC-tracked). None of it is a `dvc metrics` file:
+`dvc exp show` keeps to the headline numbers.
 """
 
 import _env  # noqa: F401  (first: a one-line error when the environment is not active)

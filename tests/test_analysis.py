@@ -69,7 +69,24 @@ def test_figure_is_written(covers, tmp_path):
     report, _ = analysis.summarize(table, n_resamples=100)
     analysis.save_figure(table, report, tmp_path / "effects.png")
     with Image.open(tmp_path / "effects.png") as im:
-        assert im.format == "PNG" and im.width >= 1000
+        # one column of the `dvc plots` page, not a banner wider than the screen
+        assert im.format == "PNG" and 800 <= im.width <= 1200 and im.height <= 900
+
+
+def test_figure_keeps_every_title_and_label_on_the_canvas(covers):
+    import matplotlib.pyplot as plt
+
+    _, _, table = covers
+    report, _ = analysis.summarize(table, n_resamples=100)
+    fig = analysis.effects_figure(table, report)
+    fig.canvas.draw()
+    canvas, renderer = fig.bbox, fig.canvas.get_renderer()
+    assert len([ax for ax in fig.axes if ax.get_title()]) == 3
+    for ax in fig.axes:   # the tight box holds the title, axis labels and visible tick labels
+        box = ax.get_tightbbox(renderer)
+        assert canvas.x0 <= box.x0 and box.x1 <= canvas.x1 and canvas.y0 <= box.y0 \
+            and box.y1 <= canvas.y1, f"{ax.get_title()!r} leaves the canvas: {box} vs {canvas}"
+    plt.close(fig)
 
 
 def test_unreadable_covers_are_dropped_and_counted(covers, tmp_path):

@@ -166,5 +166,6 @@ def test_evaluate_without_metadata_columns_skips_with_a_message(tmp_path):
     report = json.loads((root / "metrics" / "evaluate.json").read_text())
     assert not {"metadata_only", "model_with_metadata", "cover_added_value"} & set(report)
     assert "no genre or year column" in proc.stdout
-    assert not (root / "metrics" / "eval" / "metadata.json").exists()
+    detail = json.loads((root / "metrics" / "eval" / "metadata.json").read_text())
+    assert detail == {"metadata_columns": [], "skipped": "the tracks have no genre or year column"}
     assert "model" in report

@@ -54,9 +54,12 @@ def test_analysis_outputs_for_dvc(analyzed_repo):
     assert bins["n"].sum() == len(split)
     assert Image.open(repo / "metrics/analysis/effects.png").format == "PNG"
     plots = json.loads(run(["dvc", "plots", "show", "--json"], repo).stdout)
-    assert "metrics/analysis/summary.json" in plots["data"]  # a plain file, not a metrics column
+    # the reports are plain files (DVC-tracked), neither charts nor metrics columns
+    assert (repo / "metrics/analysis/summary.json").is_file()
+    assert not {"metrics/analysis/summary.json", "metrics/analysis/report.json"} & set(plots["data"])
     assert not [e for e in plots.get("errors", []) if "analysis" in e["source"]]
-    shares = plots["data"]["Share of covers with a face, by popularity"][0]["content"]
+    shares = plots["data"]["metrics/analysis/face_share_by_popularity.csv"][0]["content"]
+    assert shares["title"]["text"] == "Share of covers with a face, by popularity"
     assert len(shares["data"]["values"]) == len(bins)
     assert "metrics/analysis/effects.png" in plots["data"]
     assert "Stage 'analyze' didn't change" in run(["dvc", "repro", "analyze"], repo).stdout

@@ -157,40 +157,51 @@ def plot_tables(table: pd.DataFrame, report: dict) -> dict[str, pd.DataFrame]:
             "rank_effects": rank_effects(report)}
 
 
-def save_figure(table: pd.DataFrame, report: dict, path: str | Path) -> None:
-    """Three panels: rank effects with CIs, face share by popularity bin, popularity by face."""
+def effects_figure(table: pd.DataFrame, report: dict):
+    """Rank effects with CIs across the top; face share by popularity bin and popularity by face
+    below. 1,000 px wide at 100 dpi (it sits in a browser column on the `dvc plots` page), laid
+    out by matplotlib's constrained layout so no title or label leaves the canvas."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from coverpop.core.figures import save_png
-
     tables = plot_tables(table, report)
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
+    fig = plt.figure(figsize=(10, 7.5), layout="constrained")
+    top, bottom = fig.subfigures(2, 1, height_ratios=[1, 1.1])
+    ax_eff = top.subplots()
+    ax_share, ax_face = bottom.subplots(1, 2, width_ratios=[1.4, 1])
     eff = tables["rank_effects"].iloc[::-1]
     y = np.arange(len(eff))
-    axes[0].errorbar(eff["effect"], y, xerr=[eff["effect"] - eff["low"], eff["high"] - eff["effect"]],
-                     fmt="o", capsize=3)
-    axes[0].axvline(0, color="grey", lw=0.8)
-    axes[0].set_yticks(y, [f"{f} ({m})" for f, m in zip(eff["feature"], eff["measure"])])
-    axes[0].set_title("Rank effect on popularity (95 % bootstrap CI)")
+    ax_eff.errorbar(eff["effect"], y, xerr=[eff["effect"] - eff["low"], eff["high"] - eff["effect"]],
+                    fmt="o", capsize=3)
+    ax_eff.axvline(0, color="grey", lw=0.8)
+    ax_eff.set_yticks(y, [f"{f} ({m})" for f, m in zip(eff["feature"], eff["measure"])])
+    ax_eff.set_xlabel("rank effect on popularity (−1 to 1)")
+    ax_eff.set_title("Rank effect on popularity (95 % bootstrap CI)")
     bins = tables["face_share_by_popularity"]
     x = np.arange(len(bins))
-    axes[1].bar(x, bins["share"], color="tab:orange")
-    axes[1].errorbar(x, bins["share"], yerr=[bins["share"] - bins["share_low"],
-                                             bins["share_high"] - bins["share"]],
-                     fmt="none", color="black", capsize=3)
-    axes[1].set_xticks(x, [f"{b}\n(n={n})" for b, n in zip(bins["popularity_bin"], bins["n"])])
-    axes[1].set_ylim(0, 1)
-    axes[1].set_xlabel("popularity")
-    axes[1].set_title("Share of covers with a face (95 % Wilson CI)")
+    ax_share.bar(x, bins["share"], color="tab:orange")
+    ax_share.errorbar(x, bins["share"], yerr=[bins["share"] - bins["share_low"],
+                                              bins["share_high"] - bins["share"]],
+                      fmt="none", color="black", capsize=3)
+    ax_share.set_xticks(x, [f"{b}\n(n={n})" for b, n in zip(bins["popularity_bin"], bins["n"])])
+    ax_share.set_ylim(0, 1)
+    ax_share.set_xlabel("popularity")
+    ax_share.set_title("Share of covers with a face\n(95 % Wilson CI)")
     groups = [table.loc[table["face"] == v, "popularity"].to_numpy() for v in (0, 1)]
-    axes[2].boxplot(groups, tick_labels=["no face", "face"], showmeans=True)
-    axes[2].set_ylabel("popularity")
+    ax_face.boxplot(groups, tick_labels=["no face", "face"], showmeans=True)
+    ax_face.set_ylabel("popularity")
     face = report["effects"]["face"]
+    title = "Popularity by face"
     if "mean_diff" in face:
-        axes[2].set_title(f"Popularity, face minus none: {face['mean_diff']:+.1f} "
-                          f"[{face['mean_diff_ci'][0]:.1f}, {face['mean_diff_ci'][1]:.1f}]")
-    fig.tight_layout()
-    save_png(fig, path, dpi=100)
+        title += (f"\nface − none: {face['mean_diff']:+.1f} "
+                  f"[{face['mean_diff_ci'][0]:.1f}, {face['mean_diff_ci'][1]:.1f}]")
+    ax_face.set_title(title)
+    return fig
+
+
+def save_figure(table: pd.DataFrame, report: dict, path: str | Path) -> None:
+    from coverpop.core.figures import save_png
+
+    save_png(effects_figure(table, report), path, dpi=100)
