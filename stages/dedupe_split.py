@@ -9,7 +9,7 @@ import _env  # noqa: F401  (first: a one-line error when the environment is not 
 import pandas as pd
 
 from coverpop.core.atomic import write_csv
-from coverpop.core.errors import run_stage
+from coverpop.core.errors import CoverpopError, run_stage
 from coverpop.core.params import load_params, stage_paths
 from coverpop.split.dedupe import REASONS, dedupe
 from coverpop.split.splitting import split
@@ -22,10 +22,14 @@ def main() -> None:
     d, s = params["dedupe"], params["split"]
     tracks = read_tracks(args.selected)
     manifest = pd.read_csv(args.manifest, dtype=str, keep_default_na=False)
+    if "phash" not in manifest.columns:
+        raise CoverpopError(f"{args.manifest} has no phash column (written by an older scrape): "
+                            "run `dvc repro -s scrape_images` (covers are kept, only hashed)")
     ok = manifest[manifest["status"] == "ok"]
-    cover_cols = ["track_id", "cover_id", "album_id", "file", "sha256"]
+    cover_cols = ["track_id", "cover_id", "album_id", "file", "sha256", "phash"]
     joined = tracks.drop(columns=["album_id"], errors="ignore").merge(ok[cover_cols], on="track_id")
     kept, removed = dedupe(joined, d["representative"], int(d["phash_threshold"]), params["seed"])
+    kept = kept.drop(columns="phash")   # the split lists tracks; hashes stay in the manifest
     kept["split"] = split(kept, s["group_by"], float(s["val"]), float(s["test"]), params["seed"])
     write_csv(args.out, kept)
     write_csv(args.removed, removed)

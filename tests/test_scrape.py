@@ -11,6 +11,7 @@ from PIL import Image
 from coverpop.core.errors import CoverpopError
 from coverpop.core.lock import lock_path
 from coverpop.covers.engine import Scraper, check_success, manifest_frame, retry_hint
+from coverpop.covers.images import perceptual_hash
 from coverpop.covers.journal import read_journal
 from coverpop.covers.resolvers import DemoResolver
 from coverpop.covers.types import CoverError, StopScrape
@@ -97,6 +98,54 @@ def test_stop_keeps_finished_work_and_next_run_completes(tmp_path, tracks):
     assert all(r["status"] == "ok" for r in records) and len(records) == len(rows)
     assert not set(resumed.fetches) & set(first.fetches)  # nothing downloaded twice
     assert len(resumed.fetches) == tracks["album_id"].nunique() - 5
+
+
+def manifest_bytes(records: list[dict], root: Path) -> bytes:
+    """The manifest as the stage writes it, with paths relative to the covers folder."""
+    frame = manifest_frame(records)
+    frame["file"] = frame["file"].str.replace(str(root), "", regex=False)
+    return frame.to_csv(index=False, lineterminator="\n").encode()
+
+
+def test_every_cover_gets_its_perceptual_hash_once_where_it_is_stored(tmp_path, tracks,
+                                                                      monkeypatch):
+    rows = tracks.to_dict("records")
+    records = Scraper(DemoResolver(tracks), tmp_path, 64).run(rows, workers=3, progress=False)
+    for rec in records:
+        assert rec["phash"] == perceptual_hash(Path(rec["file"]).read_bytes())
+    calls = []
+    import coverpop.covers.engine as engine
+    monkeypatch.setattr(engine, "perceptual_hash", lambda data: calls.append(1) or
+                        perceptual_hash(data))
+    again = Scraper(DemoResolver(tracks), tmp_path, 64).run(rows, progress=False)
+    assert again == records and calls == []          # an unchanged cover is never hashed again
+
+
+def test_a_resumed_scrape_gives_the_same_manifest_bytes(tmp_path, tracks):
+    rows = tracks.to_dict("records")
+    fresh = Scraper(DemoResolver(tracks), tmp_path / "a", 64).run(rows, workers=4, progress=False)
+    with pytest.raises(StopScrape):
+        Scraper(Counting(DemoResolver(tracks), stop_after=5), tmp_path / "b", 64).run(
+            rows, workers=2, progress=False)
+    resumed = Scraper(DemoResolver(tracks), tmp_path / "b", 64).run(rows, progress=False)
+    assert manifest_bytes(resumed, tmp_path / "b") == manifest_bytes(fresh, tmp_path / "a")
+
+
+def test_covers_journaled_without_a_hash_are_hashed_once_not_fetched(tmp_path, tracks):
+    """A covers folder scraped before covers carried perceptual hashes: the next run hashes the
+    stored files (no download) and gives the manifest a fresh scrape gives."""
+    rows = tracks.to_dict("records")
+    fresh = Scraper(DemoResolver(tracks), tmp_path / "a", 64).run(rows, progress=False)
+    Scraper(DemoResolver(tracks), tmp_path / "b", 64).run(rows, progress=False)
+    journal = tmp_path / "b" / "journal.jsonl"
+    old = [{k: v for k, v in json.loads(line).items() if k != "phash"}
+           for line in journal.read_text().splitlines()]
+    journal.write_text("".join(json.dumps(r) + "\n" for r in old))
+    counting = Counting(DemoResolver(tracks))
+    records = Scraper(counting, tmp_path / "b", 64).run(rows, progress=False)
+    assert counting.fetches == [] and counting.resolves == []
+    assert manifest_bytes(records, tmp_path / "b") == manifest_bytes(fresh, tmp_path / "a")
+    assert all(json.loads(line)["phash"] for line in journal.read_text().splitlines())
 
 
 def test_torn_journal_line_is_ignored(tmp_path, tracks):
@@ -347,7 +396,7 @@ def test_stage_from_scratch_twice_gives_identical_covers_and_manifest(tmp_path, 
         assert proc.returncode == 0, proc.stderr
     assert outputs(a) == outputs(b)
     manifest = (a / "data/manifest.csv").read_text().splitlines()
-    assert manifest[0].endswith(",source_width,source_height")
+    assert manifest[0].endswith(",source_width,source_height,phash")
     covers = [p for p in (a / "data" / "covers").rglob("*") if p.is_file()]
     before = {p: p.stat().st_mtime_ns for p in covers}
     proc = run_scrape_stage(a)

@@ -38,3 +38,21 @@ def test_seeded(covers):
 def test_too_few_covers(covers):  # bad param values: tests/test_params.py
     with pytest.raises(CoverpopError, match="too few to split"):
         split(covers.head(5))
+
+
+@pytest.mark.parametrize("trial", range(8))
+def test_fast_group_folds_are_sklearns_folds_bit_for_bit(trial):
+    """The vectorised fold search gives exactly scikit-learn's StratifiedGroupKFold folds: one
+    row per group (album after dedupe) and several (artist), 2 to 11 folds, up to 6 bins."""
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    from coverpop.split.splitting import _StratifiedGroupKFold
+
+    rng = np.random.default_rng(trial)
+    n, k, n_bins = int(rng.integers(50, 500)), int(rng.integers(2, 12)), int(rng.integers(2, 7))
+    y = np.r_[np.repeat(np.arange(n_bins), k), rng.integers(0, n_bins, n)]
+    groups = np.arange(len(y)) if trial % 2 else rng.integers(0, len(y) // 3, len(y))
+    for seed in (0, 7):
+        ours = _StratifiedGroupKFold(k, shuffle=True, random_state=seed).split(y, y, groups)
+        theirs = StratifiedGroupKFold(k, shuffle=True, random_state=seed).split(y, y, groups)
+        assert [t.tolist() for _, t in ours] == [t.tolist() for _, t in theirs]

@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -116,3 +117,58 @@ def test_torchrun_two_processes_gloo_same_format_same_numbers(single, tmp_path):
             a, b = a[part], b[part]
         assert b == pytest.approx(a, rel=1e-3, abs=1e-4), k
     assert (root / "models" / "model.pt").is_file()
+
+
+def cluster_recipe() -> str:
+    """The several-machines command of docs/training.md, as one shell line."""
+    text = (REPO / "docs" / "training.md").read_text()
+    block = text.split("    torchrun --nnodes=", 1)[1].split("\n\n", 1)[0]
+    return ("torchrun --nnodes=" + block).replace("\\\n", " ").replace("\n", " ")
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_two_torchrun_nodes_run_the_docs_cluster_recipe_and_match_one_process(single, tmp_path):
+    """Two machines, simulated on 127.0.0.1: two torchrun agents (node rank 0 and 1, one gloo
+    process each) meet through c10d rendezvous, each in its own copy of the workspace with its
+    own cache, running the docs' command word for word."""
+    recipe = cluster_recipe()
+    assert "$NODE_RANK" in recipe and "--rdzv-backend=c10d" in recipe
+    port = free_port()
+    procs = []
+    for node in (0, 1):
+        root = make_workspace(tmp_path / f"node{node}")
+        shutil.copytree(REPO / "stages", root / "stages")   # each machine has its clone
+        (tmp_path / f"tmp{node}").mkdir()
+        env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+               "PYTHONPATH": str(REPO / "src"), "COVERPOP_CACHE": str(root / "cache"),
+               "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TMPDIR": str(tmp_path / f"tmp{node}"),
+               "NNODES": "2", "NODE_RANK": str(node), "NPROC": "1", "HOST": "127.0.0.1",
+               "PORT": str(port)}
+        procs.append((root, subprocess.Popen(["bash", "-c", recipe], cwd=root, env=env, text=True,
+                                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)))
+    outs = []
+    for root, proc in procs:
+        try:
+            outs.append(proc.communicate(timeout=600)[0])
+        finally:
+            proc.kill()
+    for (root, proc), out in zip(procs, outs):
+        assert proc.returncode == 0, out[-3000:]
+    node0, node1 = procs[0][0], procs[1][0]
+    one, two = read_metrics(single), read_metrics(node0)
+    assert keys(one) == keys(two)
+    for k in ("train/loss", "val/loss", "val/mae", "best/val/rmse", "blank_baseline/val/mae"):
+        a, b = one, two
+        for part in k.split("/"):
+            a, b = a[part], b[part]
+        assert b == pytest.approx(a, rel=1e-3, abs=1e-4), k
+    assert (node0 / "models" / "model.pt").is_file()
+    assert not (node1 / "models").exists() and not (node1 / "metrics").exists()  # rank 0 writes

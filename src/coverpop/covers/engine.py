@@ -20,6 +20,7 @@ import os
 import queue
 import threading
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -31,7 +32,7 @@ from coverpop.core.errors import CoverpopError, DiskError
 from coverpop.core.redact import redact_text
 from coverpop.core.lock import exclusive
 from coverpop.covers.images import (BadImage, RejectedImage, check_source, downscale_cover,
-                                    normalize_cover, sha256)
+                                    normalize_cover, perceptual_hash, sha256)
 from coverpop.covers.journal import (JOURNAL, PERMANENT, Appender, Record, fingerprint,
                                      read_journal, reason_of, write_sorted)
 from coverpop.covers.types import CoverError, Resolver
@@ -41,9 +42,10 @@ RETRY_COMMAND = "dvc repro -f -s scrape_images"
 
 MANIFEST_COLUMNS = ["track_id", "cover_id", "album_id", "album_name", "release_date", "file",
                     "width", "height", "sha256", "status", "error", "source_width",
-                    "source_height"]
+                    "source_height", "phash"]
 # The fields of a record that describe the stored file (shared by the tracks of one cover).
-COVER_FIELDS = ("file", "width", "height", "source_width", "source_height", "bytes", "sha256")
+COVER_FIELDS = ("file", "width", "height", "source_width", "source_height", "bytes", "sha256",
+                "phash")
 
 class _Abandoned(Exception):
     """The run was interrupted: a worker drops its cover instead of writing it."""
@@ -131,10 +133,12 @@ class Scraper:
     def _verify(self, done: dict[str, dict]) -> set[str]:
         """Check each finished cover's file: size first (free), then sha256 (about 0.1 ms per
         300 px cover). Fills self._good with the covers intact at `size`; returns the track ids
-        whose file is missing or no longer what the journal says."""
+        whose file is missing or no longer what the journal says. A verified cover journaled
+        before covers carried a perceptual hash gets one (computed once, in parallel)."""
         self._good = {}
         seen: dict[str, tuple[int, str] | None] = {}
         broken: set[str] = set()
+        intact: list[dict] = []
         root = str(self.out_dir)
         for tid, rec in done.items():
             if rec["status"] != "ok":
@@ -154,9 +158,22 @@ class Scraper:
                     got = seen[rec["file"]] = (got[0], sha256(f.read()))
             if got[1] != rec["sha256"]:
                 broken.add(tid)
-            elif rec["width"] == self.size:
-                self._good[rec["cover_id"]] = {k: rec[k] for k in COVER_FIELDS} | {"bytes": got[0]}
+            else:
+                intact.append(rec)
+        unhashed = sorted({rec["file"] for rec in intact if not rec["phash"]})
+        if unhashed:
+            with ThreadPoolExecutor(os.cpu_count() or 1) as pool:
+                found = dict(zip(unhashed, pool.map(self._phash_file, unhashed)))
+            for rec in intact:
+                rec["phash"] = rec["phash"] or found[rec["file"]]
+        for rec in intact:
+            if rec["width"] == self.size:
+                self._good[rec["cover_id"]] = {k: rec[k] for k in COVER_FIELDS} | {
+                    "bytes": seen[rec["file"]][0]}
         return broken
+
+    def _phash_file(self, file: str) -> str:
+        return perceptual_hash((self.out_dir / file).read_bytes())
 
     def trusted_failure(self, rec: dict) -> bool:
         """Is this recorded failure final for this run (not retried)?"""
@@ -182,7 +199,7 @@ class Scraper:
         write_bytes(self.out_dir / file, jpeg)
         fields = {"file": file, "width": self.size, "height": self.size,
                   "source_width": source_width, "source_height": source_height,
-                  "bytes": len(jpeg), "sha256": sha256(jpeg)}
+                  "bytes": len(jpeg), "sha256": sha256(jpeg), "phash": perceptual_hash(jpeg)}
         self._good[cover_id] = fields
         return fields
 

@@ -51,6 +51,7 @@ class Record:
     source_height: int = 0
     bytes: int = 0            # size of the stored file: the cheap first check of a finished cover
     sha256: str = ""
+    phash: str = ""           # perceptual hash of the stored file (16 hex digits), for dedupe
     status: str = "failed"
     error: str = ""
     retryable: bool = False

@@ -48,8 +48,9 @@ def barrier() -> None:
 
 
 def main_first(fn):
-    """Run fn on rank 0 first (it fills a disk cache), then on the others (they read it)."""
-    if is_main():
+    """Run fn on each machine's local rank 0 first (it fills that machine's disk cache), then on
+    the other ranks (they read it)."""
+    if local_rank() == 0:
         out = fn()
         barrier()
     else:
