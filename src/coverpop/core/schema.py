@@ -183,6 +183,8 @@ class Train(Section):
 class Evaluate(Section):
     bootstrap: int = key("resamples for the 95 % confidence intervals", ge=1)
     gallery: int = key("covers per row in the gallery (highest and lowest predicted)", ge=1)
+    cv_folds: int = key("out-of-fold evaluation over every kept cover: this many grouped folds "
+                        "(0 = test split only)", ge=0)
 
 
 class Analyze(Section):
