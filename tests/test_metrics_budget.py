@@ -38,5 +38,8 @@ def test_demo_metrics_fit_the_column_budget(built_repo):
     assert len(columns) <= COLUMN_BUDGET, sorted(columns)
     # ... and the headline is really there: every evaluate key and both train numbers.
     assert {f"metrics/evaluate.json:{k}" for k in HEADLINE} <= columns
+    # the out-of-fold answer (a fine-tuned backbone: genre + year and the cover traits' step)
+    assert {"metrics/evaluate.json:oof.covers", "metrics/evaluate.json:oof.metadata_only.spearman",
+            "metrics/evaluate.json:oof.interpretable_gain.spearman"} <= columns
     assert {"metrics/train/metrics.json:best_val_mae",
             "metrics/train/metrics.json:blank_val_mae"} <= columns

@@ -113,6 +113,8 @@ def test_checks_across_keys_of_a_section(tmp_path):
         "split: val=0.6 and test=0.5 must leave room for train (val + test < 1)"
     assert "bottom_quantile=0.9 must be below top_quantile=0.8" in \
         load_error(tmp_path, with_value("analyze.bottom_quantile", 0.9))
+    assert "cv_folds=1 must be 0 (off) or at least 2" in \
+        load_error(tmp_path, with_value("evaluate.cv_folds", 1))
 
 
 @pytest.mark.parametrize("key, line", [

@@ -184,7 +184,13 @@ class Evaluate(Section):
     bootstrap: int = key("resamples for the 95 % confidence intervals", ge=1)
     gallery: int = key("covers per row in the gallery (highest and lowest predicted)", ge=1)
     cv_folds: int = key("out-of-fold evaluation over every kept cover: this many grouped folds "
-                        "(0 = test split only)", ge=0)
+                        "(0 = test split only)", "0 (off) or at least 2", ge=0)
+
+    @model_validator(mode="after")
+    def _folds_off_or_two(self):
+        if self.cv_folds == 1:
+            raise ValueError("cv_folds=1 must be 0 (off) or at least 2")
+        return self
 
 
 class Analyze(Section):
