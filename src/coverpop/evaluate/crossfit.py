@@ -23,12 +23,14 @@ same draws for every model, so gains are paired.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 from scipy.stats import rankdata
 from sklearn.model_selection import StratifiedGroupKFold
+from threadpoolctl import threadpool_limits
 
 from coverpop.core.errors import CoverpopError
 from coverpop.evaluate.metadata import metadata_columns, metadata_design
@@ -95,7 +97,7 @@ class OutOfFold:
 
 def crossfit(rows: pd.DataFrame, fold: np.ndarray, learned: np.ndarray | None = None,
              interpretable: pd.DataFrame | None = None, seed: int = 0,
-             y: np.ndarray | None = None) -> OutOfFold:
+             y: np.ndarray | None = None, workers: int = 2) -> OutOfFold:
     """Every step's model, fitted K times (once per held-out fold) on the other folds.
 
     `rows`: the kept covers (popularity, genre/year when present, the split groups' column);
@@ -115,39 +117,49 @@ def crossfit(rows: pd.DataFrame, fold: np.ndarray, learned: np.ndarray | None = 
     for name in dict.fromkeys(names):
         out.predictions[name] = np.full(len(rows), np.nan)
         out.alphas[name] = []
-    for f in np.unique(fold):
+
+    def one_fold(f):
         tr, te = np.flatnonzero(fold != f), np.flatnonzero(fold == f)
         inner = groups[tr]
+        fits = []
         side = None  # the block the learned features sit beside: metadata and/or interpretable
         side_alpha = None
         if has_meta:
             m_tr, m_te = metadata_design(rows.iloc[tr], rows.iloc[te])
             fit = ridge_cv(m_tr, y[tr], seed=seed, groups=inner)
-            _store(out, "metadata_only", f, te, fit.predict(m_te), fit.alpha)
+            fits.append(("metadata_only", fit.predict(m_te), fit.alpha))
             side, side_alpha = (m_tr, m_te), fit.alpha
         if interpretable is not None:
             i_tr, i_te = interpretable_design(interpretable.iloc[tr], interpretable.iloc[te])
             if side is not None:
                 i_tr, i_te = np.hstack([side[0], i_tr]), np.hstack([side[1], i_te])
             fit = ridge_cv(i_tr, y[tr], seed=seed, groups=inner)
-            _store(out, "with_interpretable" if has_meta else "interpretable_only", f, te,
-                   fit.predict(i_te), fit.alpha)
+            fits.append(("with_interpretable" if has_meta else "interpretable_only",
+                         fit.predict(i_te), fit.alpha))
             side, side_alpha = (i_tr, i_te), fit.alpha
         if learned is not None:
             x_tr, x_te = learned[tr], learned[te]
             if side is not None:
                 fit = ridge_cv(x_tr, y[tr], fixed=side[0], alpha_fixed=side_alpha, seed=seed,
                                groups=inner)
-                _store(out, "with_cover", f, te, fit.predict(x_te, side[1]), fit.alpha)
+                fits.append(("with_cover", fit.predict(x_te, side[1]), fit.alpha))
             fit = ridge_cv(x_tr, y[tr], seed=seed, groups=inner)
-            _store(out, "covers_only", f, te, fit.predict(x_te), fit.alpha)
+            fits.append(("covers_only", fit.predict(x_te), fit.alpha))
+        return te, fits
+
+    # The folds are independent: two at a time on two cores (each ridge holds one BLAS thread,
+    # and numpy's LAPACK calls release the GIL). Results are stored in fold order: the same
+    # numbers whatever the scheduling.
+    # One BLAS thread for the whole pool (ridge_cv's own limit, entered and left by two threads
+    # at once, could otherwise restore the default under the other's feet).
+    with threadpool_limits(1, user_api="blas"), \
+            ThreadPoolExecutor(max(1, min(workers, len(np.unique(fold))))) as pool:
+        done = list(pool.map(one_fold, np.unique(fold)))
+    for te, fits in done:
+        for name, pred, alpha in fits:
+            out.predictions[name][te] = np.clip(pred, 0, 100)
+            out.alphas[name].append(float(alpha))
     return out
-
-
-def _store(out: OutOfFold, name: str, fold: int, held: np.ndarray, pred: np.ndarray,
-           alpha: float) -> None:
-    out.predictions[name][held] = np.clip(pred, 0, 100)
-    out.alphas[name].append(float(alpha))
 
 
 def _group_by(rows: pd.DataFrame) -> str:
