@@ -203,7 +203,7 @@ def run_recipe(ws: Path, name: str, sets: list[str], cache: Path) -> dict:
     log = run / "log.txt"
     stages = ROOT / "stages"
     t_wall, t_cpu = timed([sys.executable, str(stages / "train.py"), "data/split.csv",
-                           "model.pt", "train"], run, cache, log)
+                           "model.pt", "train", "train_metrics.json"], run, cache, log)
     e_wall, e_cpu = timed([sys.executable, str(stages / "evaluate.py"), "data/split.csv",
                            "model.pt", "evaluate.json", "eval", "data/features.csv"], run, cache,
                           log)
