@@ -138,15 +138,20 @@ def main() -> None:
     ap.add_argument("--compute-only", action="store_true", help="features only, no scoring")
     ap.add_argument("--backbones", nargs="*", default=list(BACKBONES),
                     help="compute only these (the rest: scored when cached)")
+    ap.add_argument("--no-flips", action="store_true", help="no mirror-image pass")
     args = ap.parse_args()
     os.environ.setdefault("COVERPOP_CACHE", str(args.work / "cache"))
     torch.set_num_threads(min(2, os.cpu_count() or 1))
     cpu_log = args.work / "feature_cpu.json"
     cpu = json.loads(cpu_log.read_text()) if cpu_log.is_file() else {}
+    for seed in args.seeds:   # the analyze stage's CPU, as bench_real_covers.py measured it
+        data = args.work / f"seed{seed}" / "data.json"
+        if data.is_file() and "analyze.py" in json.loads(data.read_text()):
+            cpu[f"seed{seed}:analyze"] = json.loads(data.read_text())["analyze.py"]
     results = {}
     per_seed_feats = {}
     for name, flip in JOBS:
-        if name not in args.backbones:
+        if name not in args.backbones or (flip and args.no_flips):
             continue
         for seed in args.seeds:
             ws = args.work / f"seed{seed}"
@@ -156,7 +161,8 @@ def main() -> None:
             label = f"{name}{' flip' if flip else ''}"
             if spent:
                 cpu[f"seed{seed}:{label}"] = round(spent, 1)
-                cpu_log.write_text(json.dumps(cpu, indent=1))
+                cpu_log.write_text(json.dumps({k: v for k, v in cpu.items()
+                                               if not k.endswith(":analyze")}, indent=1))
             print(f"seed {seed}: {label} ready ({spent:.0f} CPU s now)", flush=True)
     if args.compute_only:
         return
