@@ -34,11 +34,13 @@ GAIN_LABELS = {
 def sentence(oof: dict) -> str:
     """The verdict in words: what the cover adds (or says alone), with its interval."""
     gains, models = oof["gains"], oof["models"]
-    if "cover_added_value" in gains:
-        g = gains["cover_added_value"]["spearman"]
-        verb = "adds" if g["ci_low"] > 0 else "adds no clear gain:"
-        return (f"The cover {verb} {g['value']:+.3f} Spearman to genre + year "
-                f"(95 % CI {g['ci_low']:+.3f} … {g['ci_high']:+.3f})")
+    for step, what in (("cover_added_value", "The cover"),
+                       ("interpretable_gain", "The cover traits")):  # a fine-tuned backbone
+        if step in gains:
+            g = gains[step]["spearman"]
+            verb = "adds" if g["ci_low"] > 0 else "adds no clear gain:"
+            return (f"{what} {verb} {g['value']:+.3f} Spearman to genre + year "
+                    f"(95 % CI {g['ci_low']:+.3f} … {g['ci_high']:+.3f})")
     name = "covers_only" if "covers_only" in models else next(iter(models))
     s = models[name]["spearman"]
     return (f"{LABELS.get(name, name).capitalize()}: Spearman {s['value']:.3f} "
