@@ -4,8 +4,11 @@ The weak demo (`data.demo.effects: weak`, ~2,000 covers) plants cover effects as
 ones. For each seed (`seed` and `data.demo.seed` together) it builds one workspace through the
 real stage scripts (fetch_csv … dedupe_split), then runs each recipe through stages/train.py and
 stages/evaluate.py, and reports:
-- covers-only test Spearman (`model.spearman` in metrics/evaluate.json), mean ± sd over seeds;
-- `cover_added_value`: cover features + genre/year over genre/year alone (Spearman; MAE points);
+- covers-only Spearman on the test split (`model.spearman`) and out of fold over every kept cover
+  (`oof.covers_only.spearman`), each with its 95 % CI half-width, mean ± sd over seeds;
+- how well the predictions rank the planted cover truth, on the test split and out of fold;
+- the out-of-fold steps: genre + year → + the analyze stage's cover traits → + the backbone's
+  features, each gain with its paired CI (`cover_added_value` = both steps);
 - time of train + evaluate: wall seconds and CPU seconds (all child processes). On a shared
   machine wall time is inflated by other load; CPU time is what the work itself costs.
 Recipes: the defaults, the frozen SGD head (before: at lr 0.002; now: at train.frozen_lr), the
@@ -61,6 +64,7 @@ DATA_STAGES = [
      "data/manifest.csv"],
     ["dedupe_split.py", "data/selected.csv", "data/manifest.csv", "data/split.csv",
      "data/dedupe_removed.csv", "metrics/dedupe.csv"],
+    ["analyze.py", "data/split.csv", "data/features.csv", "metrics/analysis"],
 ]
 
 
@@ -138,6 +142,25 @@ def truth_recovered(ws: Path, run: Path) -> float:
     return float(spearmanr(both["truth"], both["predicted"]).statistic)
 
 
+def oof_truth(ws: Path, run: Path) -> float | None:
+    """Spearman of the out-of-fold covers-only predictions (every kept cover) with the planted
+    cover truth; None when the run has none (a fine-tuned backbone)."""
+    from coverpop.tracks.demo import EFFECTS
+
+    path = run / "eval" / "oof_predictions.csv"
+    if not path.is_file():
+        return None
+    pred = pd.read_csv(path, dtype={"track_id": str})
+    if "covers_only" not in pred:
+        return None
+    rows = pd.read_csv(ws / "data" / "split.csv", dtype={"track_id": str})
+    e = EFFECTS[yaml.safe_load((ws / "params.yaml").read_text())["data"]["demo"]["effects"]]
+    rows = rows.assign(truth=e.face * rows["demo_face"] + e.saturation * rows["demo_saturation"]
+                       + e.text * rows["demo_text"])
+    both = rows.merge(pred, on="track_id")
+    return float(spearmanr(both["truth"], both["covers_only"]).statistic)
+
+
 def timed(cmd: list[str], cwd: Path, cache: Path, log: Path) -> tuple[float, float]:
     """Run a command; (wall seconds, CPU seconds of it and its children)."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -153,7 +176,8 @@ def timed(cmd: list[str], cwd: Path, cache: Path, log: Path) -> tuple[float, flo
 
 
 def workspace(work: Path, seed: int, cache: Path, demo: list[str] = WEAK_DEMO) -> Path:
-    """A weak-demo workspace up to data/split.csv, through the real stage scripts."""
+    """A weak-demo workspace up to data/split.csv and data/features.csv (analyze), through the
+    real stage scripts; each stage's CPU seconds in data.json."""
     from coverpop.core.params import defaults
 
     ws = work / f"seed{seed}"
@@ -162,10 +186,15 @@ def workspace(work: Path, seed: int, cache: Path, demo: list[str] = WEAK_DEMO) -
     # never the workspace's params.yaml, which an experiment may have changed)
     params = apply(defaults(), demo + [f"seed={seed}", f"data.demo.seed={seed}"])
     (ws / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    if (ws / "data" / "split.csv").is_file():
-        return ws
+    log = ws / "data.json"
+    spent = json.loads(log.read_text()) if log.is_file() else {}
     for script, *args in DATA_STAGES:
-        timed([sys.executable, str(ROOT / "stages" / script), *args], ws, cache, ws / "data.log")
+        if (ws / (args[1] if script == "analyze.py" else args[-1])).exists():
+            continue   # done: its last output (analyze: its features) is there
+        _, cpu = timed([sys.executable, str(ROOT / "stages" / script), *args], ws, cache,
+                       ws / "data.log")
+        spent[script] = round(cpu, 1)
+        log.write_text(json.dumps(spent, indent=1))
     return ws
 
 
@@ -174,7 +203,8 @@ def run_recipe(ws: Path, name: str, sets: list[str], cache: Path) -> dict:
     run = ws / "runs" / slug
     done = run / "run.json"
     if done.is_file() and json.loads(done.read_text())["sets"] == sets:
-        return {**json.loads(done.read_text()), "truth": truth_recovered(ws, run)}
+        return {**json.loads(done.read_text()), "truth": truth_recovered(ws, run),
+                "oof_truth": oof_truth(ws, run)}
     run.mkdir(parents=True, exist_ok=True)
     params = apply(yaml.safe_load((ws / "params.yaml").read_text()), sets)
     (run / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
@@ -185,19 +215,24 @@ def run_recipe(ws: Path, name: str, sets: list[str], cache: Path) -> dict:
     t_wall, t_cpu = timed([sys.executable, str(stages / "train.py"), "data/split.csv",
                            "model.pt", "train/live", "train/metrics.json"], run, cache, log)
     e_wall, e_cpu = timed([sys.executable, str(stages / "evaluate.py"), "data/split.csv",
-                           "model.pt", "evaluate.json", "eval"], run, cache, log)
-    report = json.loads((run / "evaluate.json").read_text())
+                           "model.pt", "evaluate.json", "eval", "data/features.csv"], run, cache,
+                          log)
+    report = json.loads((run / "eval" / "report.json").read_text())
     detail = json.loads((run / "eval" / "metadata.json").read_text())
+    oof = report.get("oof")
     out = {"recipe": name, "seed": params["seed"], "sets": sets,
            "spearman": report["model"]["spearman"], "mae": report["model"]["mae"],
+           # the mean baseline's Spearman is 0: its gain's CI is the model's own
+           "spearman_ci": report["gain_vs_mean"]["spearman"],
            "metadata_only": report["metadata_only"]["spearman"],
            "with_metadata": report["model_with_metadata"]["spearman"],
            "added_spearman": report["cover_added_value"]["spearman"],
            "added_mae": detail["cover_added_value"]["mae"],
+           "oof": oof,
            "wall_s": round(t_wall + e_wall, 1), "cpu_s": round(t_cpu + e_cpu, 1),
            "train_wall_s": round(t_wall, 1), "evaluate_wall_s": round(e_wall, 1)}
     done.write_text(json.dumps(out, indent=2) + "\n")
-    return {**out, "truth": truth_recovered(ws, run)}
+    return {**out, "truth": truth_recovered(ws, run), "oof_truth": oof_truth(ws, run)}
 
 
 def full_line(work: Path, seed_ws: Path, sets: list[str]) -> dict:
@@ -236,39 +271,54 @@ def full_line(work: Path, seed_ws: Path, sets: list[str]) -> dict:
     report = json.loads((repo / "metrics" / "evaluate.json").read_text())
     return {"covers": len(rows), "wall_s": round(wall, 1), "cpu_s": round(cpu, 1),
             "spearman": report["model"]["spearman"],
-            "added_spearman": report.get("cover_added_value", {}).get("spearman")}
+            "oof": report.get("oof", {})}
+
+
+def _ms(v) -> str:
+    v = np.asarray(v, float)
+    return f"{v.mean():.3f} ± {v.std(ddof=1) if len(v) > 1 else 0:.3f}"
+
+
+def _half(ci: dict) -> float:
+    return (ci["ci_high"] - ci["ci_low"]) / 2
 
 
 def table(results: list[dict], seeds: list[int], recommended: list[str]) -> str:
-    lines = [("| recipe | covers-only test Spearman, mean ± sd | per seed | with the planted cover "
-              "truth, mean ± sd | genre + year → + cover "
-              "(Spearman) | cover's added value: Spearman / MAE points (mean; CIs per seed in "
-              "metadata.json) | train + evaluate: wall s / CPU s (mean) |"),
-             "|---|---|---|---|---|---|---|"]
+    lines = [("| recipe | covers only, test split: Spearman / 95 % CI half-width | covers only, "
+              "out of fold: Spearman / 95 % CI half-width | ranks the planted cover truth: test "
+              "split / out of fold | out of fold, genre + year → + traits → + backbone "
+              "(Spearman; gains with CIs above 0) | train + evaluate: CPU s (wall s) |"),
+             "|---|---|---|---|---|---|"]
     for name in dict.fromkeys(r["recipe"] for r in results):
         rs = [r for r in results if r["recipe"] == name]
-        sp = np.array([r["spearman"] for r in rs])
-        per_seed = " / ".join(f"{r['spearman']:.3f}" for r in rs)
-        truth = np.array([r["truth"] for r in rs])
-        meta = np.mean([r["metadata_only"] for r in rs])
-        fused = np.mean([r["with_metadata"] for r in rs])
-        add_s = np.mean([r["added_spearman"]["value"] for r in rs])
-        add_m = np.mean([r["added_mae"]["value"] for r in rs])
-        lo = sum(r["added_spearman"]["ci_low"] > 0 for r in rs)
         label = f"**{name}: the recommended line**" if rs[0]["sets"] == recommended else name
-        lines.append(f"| {label} | {sp.mean():.3f} ± {sp.std(ddof=1) if len(sp) > 1 else 0:.3f} "
-                     f"| {per_seed} | {truth.mean():.3f} ± {truth.std(ddof=1) if len(truth) > 1 else 0:.3f} "
-                     f"| {meta:.3f} → {fused:.3f} | {add_s:+.3f} / {add_m:+.2f} "
-                     f"({lo} of {len(rs)} CIs above 0) | "
-                     f"{np.mean([r['wall_s'] for r in rs]):.0f} / "
-                     f"{np.mean([r['cpu_s'] for r in rs]):.0f} |")
+        test = f"{_ms([r['spearman'] for r in rs])} / {np.mean([_half(r['spearman_ci']) for r in rs]):.3f}"
+        oofs = [r.get("oof") for r in rs]
+        if all(o and "covers_only" in o["models"] for o in oofs):
+            c = [o["models"]["covers_only"]["spearman"] for o in oofs]
+            oof = f"{_ms([x['value'] for x in c])} / {np.mean([_half(x) for x in c]):.3f}"
+            truth = f"{_ms([r['truth'] for r in rs])} / {_ms([r['oof_truth'] for r in rs])}"
+        else:
+            oof, truth = "(fine-tuned: test split only)", f"{_ms([r['truth'] for r in rs])} / –"
+        steps = "–"
+        if all(o and "metadata_only" in o["models"] for o in oofs):
+            parts = [f"{np.mean([o['models']['metadata_only']['spearman']['value'] for o in oofs]):.3f}"]
+            for g in ("interpretable_gain", "learned_gain", "cover_added_value"):
+                if all(g in o["gains"] for o in oofs):
+                    vals = [o["gains"][g]["spearman"] for o in oofs]
+                    above = sum(v["ci_low"] > 0 for v in vals)
+                    parts.append(f"{g.replace('_gain', '').replace('_', ' ')} "
+                                 f"{np.mean([v['value'] for v in vals]):+.3f} ({above}/{len(vals)})")
+            steps = "; ".join(parts)
+        lines.append(f"| {label} | {test} | {oof} | {truth} | {steps} | "
+                     f"{np.mean([r['cpu_s'] for r in rs]):.0f} "
+                     f"({np.mean([r['wall_s'] for r in rs]):.0f}) |")
     return "\n".join(lines) + f"\n\nSeeds {', '.join(map(str, seeds))} (`seed` = `data.demo.seed`)."
 
 
 def ceiling_row(values: list[float]) -> str:
     v = np.array(values)
-    return (f"| the planted cover truth (no model: the ceiling) | {v.mean():.3f} ± {v.std(ddof=1):.3f} "
-            f"| {' / '.join(f'{x:.3f}' for x in v)} | 1 | | | |")
+    return (f"| the planted cover truth (no model: the ceiling) | {_ms(v)} / – | | 1 | | |")
 
 
 def main() -> None:
@@ -304,9 +354,11 @@ def measure(args, demo: list[str], base_recipes: dict) -> None:
         for name, sets in recipes.items():
             r = run_recipe(ws, name, sets, cache)
             results.append(r)
-            print(f"seed {seed}, {name}: Spearman {r['spearman']:.3f}, added "
-                  f"{r['added_spearman']['value']:+.3f}, {r['wall_s']:.0f} s wall, "
-                  f"{r['cpu_s']:.0f} s CPU", flush=True)
+            o = (r.get("oof") or {}).get("models", {}).get("covers_only", {}).get("spearman")
+            print(f"seed {seed}, {name}: test Spearman {r['spearman']:.3f}"
+                  + (f", out of fold {o['value']:.3f} ({o['ci_low']:.3f}..{o['ci_high']:.3f})"
+                     if o else "")
+                  + f", {r['wall_s']:.0f} s wall, {r['cpu_s']:.0f} s CPU", flush=True)
     results.sort(key=lambda r: list(recipes).index(r["recipe"]))
     print("\n" + table(results, args.seeds, recommended).replace(
         "\n\nSeeds", "\n" + ceiling_row(ceilings) + "\n\nSeeds", 1))
@@ -315,7 +367,7 @@ def measure(args, demo: list[str], base_recipes: dict) -> None:
         f = full_line(args.work, workspace(args.work, args.seeds[0], cache), overrides(line))
         print(f"\nthe recommended line end to end on {f['covers']} covers (local source, fresh "
               f"clone, `dvc exp run`): {f['wall_s']:.0f} s wall, {f['cpu_s']:.0f} s CPU; "
-              f"test Spearman {f['spearman']:.3f}")
+              f"test Spearman {f['spearman']:.3f}; out of fold {json.dumps(f['oof'])}")
 
 
 if __name__ == "__main__":

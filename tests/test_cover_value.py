@@ -96,7 +96,8 @@ def workspace(root: Path, with_metadata: bool, n: int = 60) -> Path:
         level = int(rng.integers(0, 256))
         arr = np.clip(level + rng.integers(-30, 30, (40, 40, 3)), 0, 255).astype(np.uint8)
         Image.fromarray(arr).save(images / f"c{i:03d}.jpg", quality=95)
-        row = {"track_id": f"t{i}", "file": f"data/covers/c{i:03d}.jpg", "sha256": f"{i:064x}",
+        row = {"track_id": f"t{i}", "album_id": f"a{i}", "file": f"data/covers/c{i:03d}.jpg",
+               "sha256": f"{i:064x}",
                "popularity": round(arr.mean() / 2.55, 1),
                "split": ["train", "train", "train", "val", "test"][i % 5]}
         if with_metadata:
@@ -107,7 +108,8 @@ def workspace(root: Path, with_metadata: bool, n: int = 60) -> Path:
               "normalization": "imagenet", "seed": 0,
               "train": {"freeze_backbone": True, "augment": False, "head": "ridge",
                         "blank_baseline": False},
-              "evaluate": {"bootstrap": 50, "gallery": 2}}
+              "split": {"group_by": "album"},
+              "evaluate": {"bootstrap": 50, "gallery": 2, "cv_folds": 3}}
     write_params(root, params)
     cfg = TrainConfig.from_params(params)
     cfg.progress = False
@@ -127,7 +129,7 @@ def run_evaluate(root: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "OMP_NUM_THREADS": "1",
            "HF_HUB_OFFLINE": "1"}
     cmd = [sys.executable, str(REPO / "stages" / "evaluate.py"), "data/split.csv",
-           "models/model.pt", "metrics/evaluate.json", "metrics/eval"]
+           "models/model.pt", "metrics/evaluate.json", "metrics/eval", "data/features.csv"]
     proc = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True, timeout=600,
                           check=False)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -143,21 +145,41 @@ def test_evaluate_stage_reports_metadata_models_with_cis(tmp_path):
     root = workspace(tmp_path / "ws", with_metadata=True)
     proc = run_evaluate(root)
     report = json.loads((root / "metrics" / "evaluate.json").read_text())
-    assert set(report["metadata_only"]) == {"spearman"}
-    assert set(report["model_with_metadata"]) == {"spearman"}
-    gain = report["cover_added_value"]["spearman"]
+    # the headline: the checkpoint on the test split, named as such, and the out-of-fold answer
+    assert set(report) == {"test_covers", "model", "oof"}
+    oof = report["oof"]
+    assert oof["covers"] == 60   # every kept cover: train, val and test
+    # no features.csv here: no interpretable step, so the backbone's gain is the cover's
+    assert set(oof) == {"covers", "covers_only", "metadata_only", "cover_added_value"}
+    gain = oof["cover_added_value"]["spearman"]
     assert set(gain) == {"value", "ci_low", "ci_high"}
     assert gain["ci_low"] <= gain["value"] <= gain["ci_high"]
+    assert "without the interpretable cover features" in proc.stdout
     full = json.loads((root / "metrics" / "eval" / "report.json").read_text())
-    assert {"model", "baseline_genre_year", "metadata_only", "cover_added_value"} <= set(full)
-    assert "baseline_genre_year" not in report   # dvc exp show keeps to the headline
+    assert {"model", "baseline_genre_year", "metadata_only", "cover_added_value",
+            "oof"} <= set(full)
     # one model under two names: the genre + year baseline is the metadata-only model
-    assert full["baseline_genre_year"]["spearman"] == report["metadata_only"]["spearman"]
+    assert full["baseline_genre_year"]["spearman"] == full["metadata_only"]["spearman"]
     detail = json.loads((root / "metrics" / "eval" / "metadata.json").read_text())
     assert detail["metadata_columns"] == ["genre", "year"]
     mae = detail["cover_added_value"]["mae"]
     assert mae["ci_low"] <= mae["value"] <= mae["ci_high"]
     assert "with the cover" in proc.stdout
+    oof_rows = pd.read_csv(root / "metrics" / "eval" / "oof_predictions.csv")
+    assert len(oof_rows) == 60 and oof_rows["covers_only"].notna().all()
+    assert (root / "metrics" / "eval" / "verdict.png").is_file()
+    # the test-split predictions come from the cached features through the checkpoint's head:
+    # the same numbers as the checkpoint on the pixels
+    from coverpop.train.checkpoint import load_predictor
+    from coverpop.train.data import load_images
+
+    split = pd.read_csv(root / "data" / "split.csv")
+    test = split[split["split"] == "test"]
+    predictor = load_predictor(root / "models" / "model.pt")
+    direct = predictor.predict_uint8(load_images([str(root / f) for f in test["file"]], 32,
+                                                 progress=False))
+    shown = pd.read_csv(root / "metrics" / "eval" / "predictions.csv")["predicted"]
+    np.testing.assert_allclose(shown, direct, atol=0.011)
 
 
 def test_evaluate_without_metadata_columns_skips_with_a_message(tmp_path):
@@ -165,6 +187,7 @@ def test_evaluate_without_metadata_columns_skips_with_a_message(tmp_path):
     proc = run_evaluate(root)
     report = json.loads((root / "metrics" / "evaluate.json").read_text())
     assert not {"metadata_only", "model_with_metadata", "cover_added_value"} & set(report)
+    assert set(report["oof"]) == {"covers", "covers_only"}
     assert "no genre or year column" in proc.stdout
     detail = json.loads((root / "metrics" / "eval" / "metadata.json").read_text())
     assert detail == {"metadata_columns": [], "skipped": "the tracks have no genre or year column"}

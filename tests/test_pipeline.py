@@ -49,8 +49,14 @@ def test_repro_then_an_experiment_with_another_model(built_repo):
     ci = report["gain_vs_mean"]["spearman"]
     assert ci["ci_low"] <= ci["value"] <= ci["ci_high"]
     headline = json.loads((repo / "metrics/evaluate.json").read_text())
-    assert headline["gain_vs_mean"]["spearman"] == ci   # the headline is copied, not recomputed
+    # the headline is copied, not recomputed
+    assert headline["model"]["spearman"] == report["model"]["spearman"]
     assert headline["model"]["mae"] == report["model"]["mae"]
+    # out of fold, every kept cover: a fine-tuned resnet has genre + year and the cover traits
+    assert headline["oof"]["covers"] == len(pd.read_csv(repo / "data/split.csv"))
+    assert headline["oof"]["metadata_only"]["spearman"] == \
+        report["oof"]["models"]["metadata_only"]["spearman"]["value"]
+    assert Image.open(repo / "metrics/eval/verdict.png").format == "PNG"
     assert Image.open(repo / "metrics/eval/gallery.png").format == "PNG"
     preds = pd.read_csv(repo / "metrics/eval/predictions.csv")
     assert len(preds) == report["test_covers"] and preds["predicted"].between(0, 100).all()

@@ -199,6 +199,8 @@ class Train(Section):
 class Evaluate(Section):
     bootstrap: int = key(1000, "resamples for the 95 % confidence intervals", ge=1)
     gallery: int = key(8, "covers per row in the gallery (highest and lowest predicted)", ge=1)
+    cv_folds: int = key(5, "out-of-fold evaluation over every kept cover: this many folds, grouped "
+                        "as the split and stratified by popularity", ge=2)
 
 
 class Analyze(Section):

@@ -45,16 +45,21 @@ def _carve(y: np.ndarray, groups: np.ndarray, frac: float, seed: int) -> np.ndar
     return mask
 
 
+def split_groups(df: pd.DataFrame, group_by: str = "album") -> np.ndarray:
+    """The group of every row (album or artist): a group never spans two splits (nor folds)."""
+    column = "album_id" if group_by == "album" else "artist_name"
+    if column not in df.columns or df[column].isna().all():
+        raise CoverpopError(f"split.group_by={group_by} needs column '{column}'")
+    return df[column].fillna(df["track_id"]).astype(str).to_numpy()
+
+
 def split(df: pd.DataFrame, group_by: str = "album", val: float = 0.15, test: float = 0.15,
           seed: int = 0, n_bins: int = 5) -> pd.Series:
     """Labels train/val/test; group_by (album | artist), val and test as checked by the params
     schema."""
     if len(df) < 10:
         raise CoverpopError(f"only {len(df)} covers left after dedupe: too few to split")
-    column = "album_id" if group_by == "album" else "artist_name"
-    if column not in df.columns or df[column].isna().all():
-        raise CoverpopError(f"split.group_by={group_by} needs column '{column}'")
-    groups = df[column].fillna(df["track_id"]).to_numpy()
+    groups = split_groups(df, group_by)
     y = popularity_bins(df["popularity"], n_bins)
     note = sparse_bins_note(y, n_bins, max(2, round(1 / test)))
     if note:

@@ -89,6 +89,7 @@ class CoverTensors:
     val_idx: torch.Tensor
     image_key: str  # identity of the image set (for the embedding cache)
     blank_inputs: bool = False  # every image is the same black square
+    hashes: list[str] | None = None  # each row's cover sha256 (the per-cover embedding cache)
 
     def blank(self) -> CoverTensors:
         """Same rows and targets, every image black: what can the model learn without pixels?"""
@@ -124,7 +125,7 @@ def load_split(path: str | Path, image_size: int, splits=("train", "val"),
     train = torch.tensor(np.flatnonzero(rows["split"] == "train"), dtype=torch.long)
     val = torch.tensor(np.flatnonzero(rows["split"] == "val"), dtype=torch.long)
     key = digest(list(rows["sha256"]), image_size)
-    return CoverTensors(images, pop, train, val, key), rows
+    return CoverTensors(images, pop, train, val, key, hashes=list(rows["sha256"])), rows
 
 
 def dataset_mean_std(images: torch.Tensor, chunk: int = 256) -> tuple[tuple, tuple]:

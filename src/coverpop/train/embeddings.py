@@ -2,12 +2,17 @@
 
 The key holds everything that changes the numbers: model name and build arguments, the weights'
 identity, image size, normalisation, the image set (its content hashes), and the precision.
+`by_content` keys the backbone alone and stores features per cover (by its sha256): the train
+stage pays for the train and val covers, evaluate only for the test covers, and a run on another
+split of the same covers for none.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import torch
 from tqdm import tqdm
 
@@ -53,3 +58,37 @@ def cached(key: str, make, root: Path | None = None) -> tuple[torch.Tensor, bool
     with atomic_path(path) as tmp:
         torch.save(feats, tmp)
     return feats, False
+
+
+def by_content(key: str, hashes: list[str], make: Callable[[np.ndarray], torch.Tensor],
+               root: Path | None = None) -> tuple[torch.Tensor, int]:
+    """(features of the covers with these sha256, rows in order; how many were computed).
+
+    Features are kept per cover under `key` (the backbone's identity, not the image set): shards
+    of {"sha256": [...], "features": (n, F)}. The covers no shard holds are computed by
+    `make(row indices)` and stored as one new shard, atomically, so an interrupted run loses
+    nothing finished and a later run computes only what is still missing."""
+    folder = (root or cache_root()) / "embeddings" / key
+    wanted = set(hashes)
+    found: dict[str, torch.Tensor] = {}
+    for shard in sorted(folder.glob("*.pt")) if folder.is_dir() else ():
+        part = torch.load(shard, map_location="cpu", weights_only=True)
+        for h, row in zip(part["sha256"], part["features"]):
+            if h in wanted:
+                found[h] = row
+    missing = np.array([i for i, h in enumerate(hashes) if h not in found], dtype=np.int64)
+    if len(missing):
+        # one row per distinct cover: a cover listed twice is computed once
+        first = {}
+        for i in missing:
+            first.setdefault(hashes[i], int(i))
+        rows = np.array(list(first.values()), dtype=np.int64)
+        feats = make(rows)
+        if len(feats) != len(rows):
+            raise ValueError(f"make() returned {len(feats)} rows for {len(rows)} covers")
+        new = [hashes[i] for i in rows]
+        folder.mkdir(parents=True, exist_ok=True)
+        with atomic_path(folder / f"{digest(new)}.pt") as tmp:
+            torch.save({"sha256": new, "features": feats.contiguous()}, tmp)
+        found.update(zip(new, feats))
+    return torch.stack([found[h] for h in hashes]), len(missing)
