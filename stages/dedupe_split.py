@@ -11,21 +11,23 @@ import pandas as pd
 from coverpop.core.atomic import write_csv
 from coverpop.core.errors import run_stage
 from coverpop.core.params import load_params, stage_paths
+from coverpop.covers.store import CoverStore
 from coverpop.split.dedupe import REASONS, dedupe
 from coverpop.split.splitting import split
 from coverpop.tracks.tables import read_tracks
 
 
 def main() -> None:
-    args = stage_paths("selected", "manifest", "out", "removed", "report")
+    args = stage_paths("selected", "manifest", "store", "out", "removed", "report")
     params = load_params()
     d, s = params["dedupe"], params["split"]
     tracks = read_tracks(args.selected)
     manifest = pd.read_csv(args.manifest, dtype=str, keep_default_na=False)
     ok = manifest[manifest["status"] == "ok"]
-    cover_cols = ["track_id", "cover_id", "album_id", "file", "sha256"]
+    cover_cols = ["track_id", "cover_id", "album_id", "sha256"]
     joined = tracks.drop(columns=["album_id"], errors="ignore").merge(ok[cover_cols], on="track_id")
-    kept, removed = dedupe(joined, d["representative"], int(d["phash_threshold"]), params["seed"])
+    kept, removed = dedupe(joined, d["representative"], int(d["phash_threshold"]), params["seed"],
+                           CoverStore(args.store))
     kept["split"] = split(kept, s["group_by"], float(s["val"]), float(s["test"]), params["seed"])
     write_csv(args.out, kept)
     write_csv(args.removed, removed)

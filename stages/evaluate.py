@@ -14,6 +14,7 @@ from coverpop.core.atomic import write_csv, write_json
 from coverpop.core.errors import run_stage
 from coverpop.core.metrics import gain_ci, regression_metrics
 from coverpop.core.params import load_params, stage_paths
+from coverpop.covers.store import CoverStore
 from coverpop.evaluate.baselines import (
     genre_year_baseline,
     mean_baseline,
@@ -28,20 +29,22 @@ from coverpop.evaluate.metadata import (
 from coverpop.evaluate.report import gallery, headline, predictions_frame
 from coverpop.evaluate.saliency import explain_test_covers
 from coverpop.train.checkpoint import load_predictor
-from coverpop.train.data import load_images
+from coverpop.train.data import load_covers
 
 GAIN_METRICS = ("mae", "rmse", "r2", "spearman")
 
 
 def main() -> None:
-    args = stage_paths("split", "model", "metrics_out", "plots_dir")
+    args = stage_paths("split", "store", "model", "metrics_out", "plots_dir")
     params = load_params()
     e, seed = params["evaluate"], int(params["seed"])
 
-    rows = pd.read_csv(args.split)
+    rows = pd.read_csv(args.split, dtype={"track_id": str, "cover_id": str, "sha256": str})
     train, test = rows[rows["split"] == "train"], rows[rows["split"] == "test"]
     predictor = load_predictor(args.model)
-    test_images = load_images(test["file"].tolist(), predictor.image_size)
+    store = CoverStore(args.store)
+    test_images = load_covers(store, test["cover_id"].tolist(), test["sha256"].tolist(),
+                              predictor.image_size)
     predicted = predictor.predict_uint8(test_images)
     y = test["popularity"].to_numpy()
 
@@ -58,7 +61,7 @@ def main() -> None:
     plots = Path(args.plots_dir)
     # Does the cover add anything to genre and year? Ridge on metadata vs cover features + metadata.
     if metadata_columns(train):
-        x_train, x_test = cover_features(predictor, args.split, test_images)
+        x_train, x_test = cover_features(predictor, args.split, store, test_images)
         value = fit_cover_value(train, test, x_train, x_test, seed)
         value_headline, detail = cover_value_report(y, value, int(e["bootstrap"]), seed)
         report.update(value_headline)
@@ -71,9 +74,9 @@ def main() -> None:
     write_json(args.metrics_out, headline(report))
 
     write_csv(plots / "predictions.csv", predictions_frame(test, predicted))
-    gallery(test, predicted, plots / "gallery.png", per_row=int(e["gallery"]))
+    gallery(test, predicted, store, plots / "gallery.png", per_row=int(e["gallery"]))
     # insight: where the model looks on its best- and worst-predicted covers (Grad-CAM)
-    explain_test_covers(predictor, test, predicted, plots / "saliency.png",
+    explain_test_covers(predictor, test, predicted, store, plots / "saliency.png",
                         n=max(1, int(e["gallery"]) // 2))
     m, g = report["model"], report["gain_vs_mean"]["spearman"]
     print(f"evaluate: MAE {m['mae']:.2f}  RMSE {m['rmse']:.2f}  R² {m['r2']:.3f}  "

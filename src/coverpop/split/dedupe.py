@@ -28,11 +28,12 @@ def pick(df: pd.DataFrame, group: pd.Series, rule: str, seed: int = 0) -> pd.Ser
     return keep
 
 
-def phashes(files: list[str]) -> np.ndarray:
-    """64-bit perceptual hashes as uint64."""
-    out = np.empty(len(files), dtype=np.uint64)
-    for i, f in enumerate(files):
-        with Image.open(f) as img:
+def phashes(covers: list, open_image=Image.open) -> np.ndarray:
+    """64-bit perceptual hashes as uint64 (open_image(cover) gives the image: a file path by
+    default, a cover id with a cover store's open)."""
+    out = np.empty(len(covers), dtype=np.uint64)
+    for i, f in enumerate(covers):
+        with open_image(f) as img:
             bits = imagehash.phash(img).hash.flatten()
         out[i] = np.packbits(bits).view(">u8")[0]
     return out
@@ -53,9 +54,10 @@ def near_duplicate_groups(hashes: np.ndarray, threshold: int, chunk: int = 2048)
     return connected_components(graph, directed=False)[1]
 
 
-def dedupe(tracks: pd.DataFrame, rule: str, threshold: int, seed: int = 0
+def dedupe(tracks: pd.DataFrame, rule: str, threshold: int, seed: int = 0, store=None
            ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """tracks: selected rows joined with their ok manifest rows (file, sha256, album_id).
+    """tracks: selected rows joined with their ok manifest rows (cover_id, sha256, album_id);
+    the covers are read from `store` (a CoverStore) by cover id, or from a `file` column.
     Returns (kept, removed) where removed says why and which row stands for it."""
     tracks = tracks.reset_index(drop=True)
     removed = []
@@ -70,6 +72,8 @@ def dedupe(tracks: pd.DataFrame, rule: str, threshold: int, seed: int = 0
 
     tracks = drop(pick(tracks, tracks["album_id"], rule, seed), tracks["album_id"], "same_album")
     tracks = drop(pick(tracks, tracks["sha256"], rule, seed), tracks["sha256"], "exact_duplicate")
-    groups = pd.Series(near_duplicate_groups(phashes(tracks["file"].tolist()), threshold))
+    covers = phashes(tracks["cover_id"].tolist(), store.open) if store is not None \
+        else phashes(tracks["file"].tolist())
+    groups = pd.Series(near_duplicate_groups(covers, threshold))
     tracks = drop(pick(tracks, groups, rule, seed), groups, "near_duplicate")
     return tracks, pd.concat(removed, ignore_index=True)
