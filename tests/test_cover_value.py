@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import write_params
+from conftest import pack_covers, write_params
 from PIL import Image
 
 from coverpop.evaluate.metadata import (
@@ -90,18 +90,22 @@ def workspace(root: Path, with_metadata: bool, n: int = 60) -> Path:
 
     images = root / "data" / "covers"
     images.mkdir(parents=True)
+    files = {}
     rng = np.random.default_rng(0)
     rows = []
     for i in range(n):
         level = int(rng.integers(0, 256))
         arr = np.clip(level + rng.integers(-30, 30, (40, 40, 3)), 0, 255).astype(np.uint8)
         Image.fromarray(arr).save(images / f"c{i:03d}.jpg", quality=95)
-        row = {"track_id": f"t{i}", "file": f"data/covers/c{i:03d}.jpg", "sha256": f"{i:064x}",
+        files[f"c{i:03d}"] = images / f"c{i:03d}.jpg"
+        row = {"track_id": f"t{i}", "cover_id": f"c{i:03d}",
                "popularity": round(arr.mean() / 2.55, 1),
                "split": ["train", "train", "train", "val", "test"][i % 5]}
         if with_metadata:
             row.update(genre=GENRES[i % 4], year=2000 + i % 20)
         rows.append(row)
+    shas = pack_covers(root / "data" / "shards", files)
+    rows = [{**r, "sha256": shas[r["cover_id"]]} for r in rows]
     pd.DataFrame(rows).to_csv(root / "data" / "split.csv", index=False)
     params = {"model": "test_resnet", "pretrained": False, "image_size": 32,
               "normalization": "imagenet", "seed": 0,
@@ -111,13 +115,8 @@ def workspace(root: Path, with_metadata: bool, n: int = 60) -> Path:
     write_params(root, params)
     cfg = TrainConfig.from_params(params)
     cfg.progress = False
-    cwd = os.getcwd()
-    os.chdir(root)  # split.csv names files relative to the workspace
-    try:
-        data, _ = load_split("data/split.csv", 32, progress=False)
-        result, _, meta = run_probe(cfg, data)
-    finally:
-        os.chdir(cwd)
+    data, _ = load_split(root / "data/split.csv", root / "data/shards", 32, progress=False)
+    result, _, meta = run_probe(cfg, data)
     save_checkpoint(root / "models" / "model.pt", result.model, **meta)
     return root
 
@@ -126,7 +125,7 @@ def run_evaluate(root: Path) -> subprocess.CompletedProcess:
     # the same COVERPOP_CACHE as the probe that trained the checkpoint (the autouse fixture)
     env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "OMP_NUM_THREADS": "1",
            "HF_HUB_OFFLINE": "1"}
-    cmd = [sys.executable, str(REPO / "stages" / "evaluate.py"), "data/split.csv",
+    cmd = [sys.executable, str(REPO / "stages" / "evaluate.py"), "data/split.csv", "data/shards",
            "models/model.pt", "metrics/evaluate.json", "metrics/eval"]
     proc = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True, timeout=600,
                           check=False)

@@ -10,6 +10,7 @@ from PIL import Image
 
 from coverpop.core.errors import CoverpopError
 from coverpop.train import data as D
+from conftest import pack_covers
 
 
 @pytest.fixture(autouse=True)
@@ -171,19 +172,23 @@ def test_batch_grid_shows_the_batch():
 
 def test_load_split(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    files = _covers(tmp_path / "data" / "covers")
-    rel = [str(Path(f).relative_to(tmp_path)) for f in files]
-    df = pd.DataFrame({"track_id": [f"t{i}" for i in range(6)], "file": rel,
-                       "sha256": [f"s{i}" for i in range(6)], "popularity": [0, 10, 20, 30, 40, 50],
+    files = _covers(tmp_path / "covers")
+    shas = pack_covers(tmp_path / "shards", {f"c{i}": f for i, f in enumerate(files)})
+    df = pd.DataFrame({"track_id": [f"t{i}" for i in range(6)], "cover_id": list(shas),
+                       "sha256": list(shas.values()), "popularity": [0, 10, 20, 30, 40, 50],
                        "split": ["train", "val", "train", "test", "train", "val"]})
     df.to_csv("split.csv", index=False)
-    data, rows = D.load_split("split.csv", 16)
+    data, rows = D.load_split("split.csv", "shards", 16)
     assert list(rows["track_id"]) == ["t0", "t1", "t2", "t4", "t5"]  # test rows never loaded
     assert data.train_idx.tolist() == [0, 2, 3] and data.val_idx.tolist() == [1, 4]
     assert data.popularity.tolist() == [0, 10, 20, 40, 50]
     blank = data.blank()
     assert blank.images.shape == data.images.shape and blank.images.max() == 0
     assert blank.image_key != data.image_key
+    assert torch.equal(data.images[3], _px(files[4]))   # row 3 is t4: its cover, from the store
+    df.assign(cover_id=["c0", "gone", "c2", "c3", "c4", "c5"]).to_csv("lost.csv", index=False)
+    with pytest.raises(CoverpopError, match=r"lost\.csv: 1 covers not in shards, first gone"):
+        D.load_split("lost.csv", "shards", 16)
     df.drop(columns="sha256").to_csv("bad.csv", index=False)
     with pytest.raises(CoverpopError, match=r"bad\.csv: missing column 'sha256'"):
-        D.load_split("bad.csv", 16)
+        D.load_split("bad.csv", "shards", 16)

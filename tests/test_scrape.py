@@ -327,14 +327,16 @@ def run_scrape_stage(cwd: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
     (cwd / "images.csv").write_text("name,size,sha256\n")  # the inputs stage's: no local images
     return subprocess.run([sys.executable, str(REPO / "stages/scrape_images.py"), "selected.csv",
-                           "images.csv", "data/covers", "data/manifest.csv"], cwd=cwd, env=env,
+                           "images.csv", "data/covers", "data/manifest.csv", "data/shards"],
+                          cwd=cwd, env=env,
                           text=True, capture_output=True, timeout=300)
 
 
 def outputs(cwd: Path) -> dict[str, bytes]:
-    """What DVC hashes: the covers folder and the manifest (the lock file beside them is not an
-    output)."""
-    return {**_tree(cwd / "data" / "covers"), "manifest": (cwd / "data/manifest.csv").read_bytes()}
+    """What DVC hashes: the journal, the cover store and the manifest (the working folder of
+    cover files and the lock files are not outputs)."""
+    return {**_tree(cwd / "data" / "shards"), "journal": (cwd / "data/covers/journal.jsonl").read_bytes(),
+            "manifest": (cwd / "data/manifest.csv").read_bytes()}
 
 
 def test_stage_from_scratch_twice_gives_identical_covers_and_manifest(tmp_path, tracks):
@@ -346,7 +348,8 @@ def test_stage_from_scratch_twice_gives_identical_covers_and_manifest(tmp_path, 
     assert outputs(a) == outputs(b)
     manifest = (a / "data/manifest.csv").read_text().splitlines()
     assert manifest[0].endswith(",source_width,source_height")
-    covers = [p for p in (a / "data" / "covers").rglob("*") if p.is_file()]
+    covers = [p for d in ("covers", "shards") for p in (a / "data" / d).rglob("*") if p.is_file()]
+    assert len(list((a / "data/shards").glob("*.tar"))) > 1
     before = {p: p.stat().st_mtime_ns for p in covers}
     proc = run_scrape_stage(a)
     assert f"0 new, {len(tracks)} done before, 0 failed" in proc.stdout
