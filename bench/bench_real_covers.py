@@ -40,6 +40,8 @@ import pandas as pd
 import yaml
 from scipy.stats import spearmanr
 
+from coverpop.covers.store import CoverStore
+
 ROOT = Path(__file__).resolve().parents[1]
 NOTES = ROOT / "README.md"
 WEAK_DEMO = ["data.demo.effects=weak", "data.demo.n_albums=2500", "select.n=4000"]
@@ -50,8 +52,8 @@ DATA_STAGES = [
     ["fetch_csv.py", "data/inputs/tracks.json", "data/raw/tracks.csv"],
     ["select_tracks.py", "data/raw/tracks.csv", "data/selected.csv"],
     ["scrape_images.py", "data/selected.csv", "data/inputs/images.csv", "data/covers",
-     "data/manifest.csv"],
-    ["dedupe_split.py", "data/selected.csv", "data/manifest.csv", "data/split.csv",
+     "data/manifest.csv", "data/shards"],
+    ["dedupe_split.py", "data/selected.csv", "data/manifest.csv", "data/shards", "data/split.csv",
      "data/dedupe_removed.csv", "metrics/dedupe.csv"],
 ]
 
@@ -169,13 +171,13 @@ def run_recipe(ws: Path, name: str, sets: list[str], cache: Path) -> dict:
     params = apply(yaml.safe_load((ws / "params.yaml").read_text()), sets)
     (run / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     if not (run / "data").exists():
-        (run / "data").symlink_to(ws / "data")  # split.csv names covers as data/covers/…
+        (run / "data").symlink_to(ws / "data")  # the split and the cover store
     log = run / "log.txt"
     stages = ROOT / "stages"
     t_wall, t_cpu = timed([sys.executable, str(stages / "train.py"), "data/split.csv",
-                           "model.pt", "train"], run, cache, log)
+                           "data/shards", "model.pt", "train"], run, cache, log)
     e_wall, e_cpu = timed([sys.executable, str(stages / "evaluate.py"), "data/split.csv",
-                           "model.pt", "evaluate.json", "eval"], run, cache, log)
+                           "data/shards", "model.pt", "evaluate.json", "eval"], run, cache, log)
     report = json.loads((run / "evaluate.json").read_text())
     detail = json.loads((run / "eval" / "metadata.json").read_text())
     out = {"recipe": name, "seed": params["seed"], "sets": sets,
@@ -194,12 +196,13 @@ def full_line(work: Path, seed_ws: Path, sets: list[str]) -> dict:
     """The recommended line as a user runs it on their own ~2,000 covers (seed 0's, exported
     as a `local` source): a fresh clone, then `dvc exp run` with the line's -S and the source."""
     mine = work / "my-covers"
-    rows = pd.read_csv(seed_ws / "data" / "split.csv", dtype={"track_id": str})
+    rows = pd.read_csv(seed_ws / "data" / "split.csv", dtype={"track_id": str, "cover_id": str})
     if not (mine / "covers.csv").is_file():
         (mine / "images").mkdir(parents=True, exist_ok=True)
-        for f in rows["file"]:
-            shutil.copy2(seed_ws / f, mine / "images" / Path(f).name)
-        rows.assign(image=[Path(f).name for f in rows["file"]])[
+        store = CoverStore(seed_ws / "data" / "shards")
+        for c in rows["cover_id"]:
+            (mine / "images" / f"{c}.jpg").write_bytes(store.read(c))
+        rows.assign(image=[f"{c}.jpg" for c in rows["cover_id"]])[
             ["track_id", "popularity", "image", "genre", "year"]].to_csv(mine / "covers.csv",
                                                                         index=False)
     repo = work / "clone"

@@ -24,15 +24,19 @@ import torch
 
 from coverpop.train import loop as training
 from coverpop.train.data import CoverTensors
+from coverpop.train.image_cache import cached_images
 from coverpop.train.loop import TrainConfig, fit, resolve_device
 from coverpop.train.models import CoverRegressor, is_vit_like
 from coverpop.train.pretrained import resolve_weights
 
 
 def synthetic(n: int, size: int, seed: int = 0) -> CoverTensors:
+    """Random covers, read the way training reads them: from the image cache (memory-mapped)."""
     g = torch.Generator().manual_seed(seed)
-    images = torch.randint(0, 256, (n, 3, size, size), generator=g, dtype=torch.uint8)
+    pixels = torch.randint(0, 256, (n, 3, size, size), generator=g, dtype=torch.uint8)
     pop = torch.rand(n, generator=g) * 100
+    images = cached_images([f"bench-{seed}-{i}" for i in range(n)], (3, size, size),
+                           f"bench-{size}px", lambda i: pixels[i].numpy(), progress=False)
     return CoverTensors(images, pop, torch.arange(n), torch.arange(0), f"bench-{n}-{size}-{seed}")
 
 
@@ -43,8 +47,8 @@ def bare_rates(cfg: TrainConfig, data: CoverTensors, steps: int, blocks: int) ->
     model = CoverRegressor(cfg.model, cfg.image_size, (0.5,) * 3, (0.5,) * 3, cfg.output,
                            cfg.head_hidden, weights=resolve_weights(cfg.model, cfg.pretrained))
     model.to(device).train()
-    channels_last = training._flag(cfg.channels_last, not is_vit_like(cfg.model), "channels_last")
-    amp = training._flag(cfg.amp, device.type == "cuda", "amp")
+    channels_last = training._flag(cfg.channels_last, not is_vit_like(cfg.model))
+    amp = training._flag(cfg.amp, device.type == "cuda")
     if channels_last:
         model.to(memory_format=torch.channels_last)
     x = data.images[: cfg.batch_size].float().to(device)  # the model normalises pixels itself

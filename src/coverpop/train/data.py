@@ -115,7 +115,7 @@ def load_covers(store: str | Path | CoverStore, cover_ids: list[str], hashes: li
     return cached_images(hashes, (3, size, size), f"{_DECODE_VERSION}-{size}px", decode, progress)
 
 
-def load_split(path: str | Path, store: str | Path, image_size: int, splits=("train", "val"),
+def load_split(path: str | Path, store: str | Path | CoverStore, image_size: int, splits=("train", "val"),
                progress: bool = True) -> tuple[CoverTensors, pd.DataFrame]:
     """data/split.csv → CoverTensors for the given splits (rows in file order) and those rows;
     the covers come from the cover store `store`."""
@@ -130,7 +130,7 @@ def load_split(path: str | Path, store: str | Path, image_size: int, splits=("tr
     rows = df[df["split"].isin(splits)].reset_index(drop=True)
     if not (rows["split"] == "train").any():
         raise CoverpopError(f"{path}: no rows with split=train")
-    covers = CoverStore(store)
+    covers = store if isinstance(store, CoverStore) else CoverStore(store)
     missing = [c for c in rows["cover_id"] if c not in covers]
     if missing:
         raise CoverpopError(f"{path}: {len(missing)} covers not in {covers.folder}, first "

@@ -147,19 +147,16 @@ def _append(folder: Path, wanted: list[str], first_row: dict, shape, decode, pro
         pixels.truncate(len(index) * record)        # a killed writer's unnamed tail
         lines.truncate(sum(len(h) + 1 for h in index))
         workers = min(4, os.cpu_count() or 1)
+        bar = tqdm(total=len(todo), desc=f"decode {shape[-1]}px", unit="img",
+                   disable=not progress)
         with ThreadPoolExecutor(workers) as pool:  # PIL releases the GIL while decoding
-            decoded = pool.map(lambda h: decode(first_row[h]), todo)
-            bar = tqdm(total=len(todo), desc=f"decode {shape[-1]}px", unit="img",
-                       disable=not progress)
-            batch: list[str] = []
-            for h, arr in zip(todo, decoded):
-                pixels.write(np.ascontiguousarray(arr, np.uint8).tobytes())
-                batch.append(h)
-                bar.update()
-                if len(batch) == BATCH:
-                    _commit(pixels, lines, batch)
-            _commit(pixels, lines, batch)
-            bar.close()
+            for start in range(0, len(todo), BATCH):   # a batch in flight: memory stays flat
+                batch = todo[start:start + BATCH]
+                for arr in pool.map(lambda h: decode(first_row[h]), batch):
+                    pixels.write(np.ascontiguousarray(arr, np.uint8).tobytes())
+                    bar.update()
+                _commit(pixels, lines, batch)
+        bar.close()
     return index + todo
 
 
@@ -173,4 +170,3 @@ def _commit(pixels, lines, batch: list[str]) -> None:
     lines.write("".join(h + "\n" for h in batch).encode("ascii"))
     lines.flush()
     os.fsync(lines.fileno())
-    batch.clear()
