@@ -33,7 +33,7 @@ import yaml
 from scipy.stats import spearmanr
 
 from coverpop.train import embeddings
-from coverpop.train.data import load_images
+from coverpop.train.data import load_covers
 from coverpop.train.loop import TrainConfig
 from coverpop.train.pretrained import resolve_weights
 from coverpop.train.probe import frozen_key, frozen_model
@@ -58,7 +58,8 @@ JOBS = [("lite0", False), ("lite1", False), ("lite0", True), ("lite2", False)]
 
 
 def kept_rows(ws: Path) -> pd.DataFrame:
-    rows = pd.read_csv(ws / "data" / "split.csv", dtype={"track_id": str, "album_id": str})
+    rows = pd.read_csv(ws / "data" / "split.csv", dtype={"track_id": str, "album_id": str,
+                                                           "cover_id": str, "sha256": str})
     return rows[rows["split"].isin(["train", "val", "test"])].reset_index(drop=True)
 
 
@@ -73,11 +74,12 @@ def backbone_features(ws: Path, rows: pd.DataFrame, name: str, flip: bool) -> tu
     model, device, channels_last, _ = frozen_model(cfg, weights, weights.mean, weights.std)
     key = frozen_key(cfg, weights, weights.mean, weights.std,
                      "by-content-flip" if flip else "by-content", False)
-    files = [str(ws / f) for f in rows["file"]]
+    ids, hashes = list(rows["cover_id"]), list(rows["sha256"])
     t0 = time.process_time()
 
     def make(idx):
-        images = load_images([files[i] for i in idx], size, progress=False)
+        images = load_covers(ws / "data" / "shards", [ids[i] for i in idx],
+                             [hashes[i] for i in idx], size, progress=False)[:]
         if flip:
             images = images.flip(-1)
         return embeddings.compute(model, images, device, channels_last=channels_last,

@@ -30,7 +30,7 @@ import yaml
 from scipy.stats import spearmanr
 
 from coverpop.train import embeddings
-from coverpop.train.data import load_images
+from coverpop.train.data import load_covers
 from coverpop.train.models import CoverRegressor
 from coverpop.train.pretrained import resolve_weights
 from coverpop.train.probe import ridge_cv
@@ -42,13 +42,13 @@ VARIANTS = {"lite0": (["lite0"], False), "lite0 + flips": (["lite0"], True),
             "lite0 + lite1 + flips": (["lite0", "lite1"], True)}
 
 
-def features(name: str, files: list[str], flip: bool) -> tuple[np.ndarray, float]:
+def features(name: str, covers: tuple, flip: bool) -> tuple[np.ndarray, float]:
     """(features of the covers, or of their mirror images; CPU seconds)."""
     model_name, size = BACKBONES[name]
     weights = resolve_weights(model_name, "package")
     model = CoverRegressor(model_name, size, weights.mean, weights.std, "linear", 0,
                            weights=weights)
-    images = load_images(files, size, progress=False)
+    images = load_covers(*covers, size, progress=False)[:]
     if flip:
         images = images.flip(-1)
     t0 = time.process_time()
@@ -59,7 +59,7 @@ def features(name: str, files: list[str], flip: bool) -> tuple[np.ndarray, float
 def one_seed(ws: Path) -> dict[str, dict]:
     rows = pd.read_csv(ws / "data" / "split.csv", dtype={"track_id": str})
     rows = rows[rows["split"].isin(["train", "test"])].reset_index(drop=True)
-    files = [str(ws / f) for f in rows["file"]]
+    covers = (ws / "data" / "shards", list(rows["cover_id"].astype(str)), list(rows["sha256"]))
     e = EFFECTS[yaml.safe_load((ws / "params.yaml").read_text())["data"]["demo"]["effects"]]
     truth = (e.face * rows["demo_face"] + e.saturation * rows["demo_saturation"]
              + e.text * rows["demo_text"]).to_numpy()
@@ -68,7 +68,7 @@ def one_seed(ws: Path) -> dict[str, dict]:
     feats, cpu = {}, {}
     for name in BACKBONES:
         for flip in (False, True):
-            feats[name, flip], cpu[name, flip] = features(name, files, flip)
+            feats[name, flip], cpu[name, flip] = features(name, covers, flip)
     out = {}
     for variant, (names, flips) in VARIANTS.items():
         parts = [(feats[n, False] + feats[n, True]) / 2 if flips else feats[n, False]

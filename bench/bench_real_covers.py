@@ -45,6 +45,8 @@ import pandas as pd
 import yaml
 from scipy.stats import spearmanr
 
+from coverpop.covers.store import CoverStore
+
 ROOT = Path(__file__).resolve().parents[1]
 NOTES = ROOT / "README.md"
 WEAK_DEMO = ["data.demo.effects=weak", "data.demo.n_albums=2500", "select.n=4000"]
@@ -61,10 +63,10 @@ DATA_STAGES = [
     ["fetch_csv.py", "data/inputs/tracks.json", "data/raw/tracks.csv"],
     ["select_tracks.py", "data/raw/tracks.csv", "data/selected.csv"],
     ["scrape_images.py", "data/selected.csv", "data/inputs/images.csv", "data/covers",
-     "data/manifest.csv"],
+     "data/manifest.csv", "data/shards"],
     ["dedupe_split.py", "data/selected.csv", "data/manifest.csv", "data/split.csv",
      "data/dedupe_removed.csv", "metrics/dedupe.csv"],
-    ["analyze.py", "data/split.csv", "data/features.csv", "metrics/analysis"],
+    ["analyze.py", "data/split.csv", "data/shards", "data/features.csv", "metrics/analysis"],
 ]
 
 
@@ -189,7 +191,7 @@ def workspace(work: Path, seed: int, cache: Path, demo: list[str] = WEAK_DEMO) -
     log = ws / "data.json"
     spent = json.loads(log.read_text()) if log.is_file() else {}
     for script, *args in DATA_STAGES:
-        if (ws / (args[1] if script == "analyze.py" else args[-1])).exists():
+        if (ws / (args[2] if script == "analyze.py" else args[-1])).exists():
             continue   # done: its last output (analyze: its features) is there
         _, cpu = timed([sys.executable, str(ROOT / "stages" / script), *args], ws, cache,
                        ws / "data.log")
@@ -209,14 +211,14 @@ def run_recipe(ws: Path, name: str, sets: list[str], cache: Path) -> dict:
     params = apply(yaml.safe_load((ws / "params.yaml").read_text()), sets)
     (run / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     if not (run / "data").exists():
-        (run / "data").symlink_to(ws / "data")  # split.csv names covers as data/covers/…
+        (run / "data").symlink_to(ws / "data")  # the split and the cover store
     log = run / "log.txt"
     stages = ROOT / "stages"
     t_wall, t_cpu = timed([sys.executable, str(stages / "train.py"), "data/split.csv",
-                           "model.pt", "train/live", "train/metrics.json"], run, cache, log)
+                           "data/shards", "model.pt", "train/live", "train/metrics.json"], run, cache, log)
     e_wall, e_cpu = timed([sys.executable, str(stages / "evaluate.py"), "data/split.csv",
-                           "model.pt", "evaluate.json", "eval", "data/features.csv"], run, cache,
-                          log)
+                           "data/shards", "model.pt", "evaluate.json", "eval", "data/features.csv"],
+                          run, cache, log)
     report = json.loads((run / "eval" / "report.json").read_text())
     detail = json.loads((run / "eval" / "metadata.json").read_text())
     oof = report.get("oof")
@@ -239,12 +241,13 @@ def full_line(work: Path, seed_ws: Path, sets: list[str]) -> dict:
     """The recommended line as a user runs it on their own ~2,000 covers (seed 0's, exported
     as a `local` source): a fresh clone, then `dvc exp run` with the line's -S and the source."""
     mine = work / "my-covers"
-    rows = pd.read_csv(seed_ws / "data" / "split.csv", dtype={"track_id": str})
+    rows = pd.read_csv(seed_ws / "data" / "split.csv", dtype={"track_id": str, "cover_id": str})
     if not (mine / "covers.csv").is_file():
         (mine / "images").mkdir(parents=True, exist_ok=True)
-        for f in rows["file"]:
-            shutil.copy2(seed_ws / f, mine / "images" / Path(f).name)
-        rows.assign(image=[Path(f).name for f in rows["file"]])[
+        store = CoverStore(seed_ws / "data" / "shards")
+        for c in rows["cover_id"]:
+            (mine / "images" / f"{c}.jpg").write_bytes(store.read(c))
+        rows.assign(image=[f"{c}.jpg" for c in rows["cover_id"]])[
             ["track_id", "popularity", "image", "genre", "year"]].to_csv(mine / "covers.csv",
                                                                         index=False)
     repo = work / "clone"

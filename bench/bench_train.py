@@ -24,15 +24,19 @@ import time
 import torch
 
 from coverpop.train.data import CoverTensors
+from coverpop.train.image_cache import cached_images
 from coverpop.train.loop import TrainConfig, fit, resolve_device, uses_amp, uses_channels_last
 from coverpop.train.models import CoverRegressor
 from coverpop.train.pretrained import resolve_weights
 
 
 def synthetic(n: int, size: int, seed: int = 0) -> CoverTensors:
+    """Random covers, read the way training reads them: from the image cache (memory-mapped)."""
     g = torch.Generator().manual_seed(seed)
-    images = torch.randint(0, 256, (n, 3, size, size), generator=g, dtype=torch.uint8)
+    pixels = torch.randint(0, 256, (n, 3, size, size), generator=g, dtype=torch.uint8)
     pop = torch.rand(n, generator=g) * 100
+    images = cached_images([f"bench-{seed}-{i}" for i in range(n)], (3, size, size),
+                           f"bench-{size}px", lambda i: pixels[i].numpy(), progress=False)
     return CoverTensors(images, pop, torch.arange(n), torch.arange(0), f"bench-{n}-{size}-{seed}")
 
 

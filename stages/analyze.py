@@ -20,19 +20,19 @@ from coverpop.core.params import load_params, stage_paths
 
 
 def main() -> None:
-    args = stage_paths("split", "features_out", "plots_dir")
+    args = stage_paths("split", "store", "features_out", "plots_dir")
     params = load_params()
     p = params["analyze"]
     try:
         rows = pd.read_csv(args.split, dtype={"track_id": str, "cover_id": str, "album_id": str})
     except FileNotFoundError:
         raise CoverpopError(f"{args.split}: not found (run `dvc repro dedupe_split`)") from None
-    table = analysis.cover_table(rows[rows["split"].isin(p["splits"])])
+    table = analysis.cover_table(rows[rows["split"].isin(p["splits"])], args.store)
     report, summary = analysis.summarize(table, float(p["top_quantile"]),
                                          float(p["bottom_quantile"]), int(p["bootstrap"]),
                                          int(params["seed"]), tuple(p["adjust_for"]))
 
-    keep = [c for c in ("track_id", "cover_id", "file", "split", "popularity") if c in table]
+    keep = [c for c in ("track_id", "cover_id", "split", "popularity") if c in table]
     write_csv(args.features_out, table[keep + ["face", *FEATURES]])
     plots = Path(args.plots_dir)
     write_json(plots / "summary.json", summary)

@@ -26,7 +26,7 @@ def main() -> None:
         raise CoverpopError(f"{args.manifest} has no phash column (written by an older scrape): "
                             "run `dvc repro -s scrape_images` (covers are kept, only hashed)")
     ok = manifest[manifest["status"] == "ok"]
-    cover_cols = ["track_id", "cover_id", "album_id", "file", "sha256", "phash"]
+    cover_cols = ["track_id", "cover_id", "album_id", "sha256", "phash"]
     joined = tracks.drop(columns=["album_id"], errors="ignore").merge(ok[cover_cols], on="track_id")
     kept, removed = dedupe(joined, d["representative"], int(d["phash_threshold"]), params["seed"])
     kept = kept.drop(columns="phash")   # the split lists tracks; hashes stay in the manifest

@@ -19,6 +19,7 @@ from coverpop.core.atomic import write_csv, write_json
 from coverpop.core.errors import run_stage
 from coverpop.core.metrics import gain_ci, regression_metrics
 from coverpop.core.params import load_params, stage_paths
+from coverpop.covers.store import CoverStore
 from coverpop.evaluate import crossfit
 from coverpop.evaluate.baselines import (
     genre_year_baseline,
@@ -35,33 +36,37 @@ from coverpop.evaluate.report import gallery, headline, predictions_frame
 from coverpop.evaluate.verdict import verdict_figure
 from coverpop.evaluate.saliency import explain_test_covers
 from coverpop.train.checkpoint import load_predictor
-from coverpop.train.data import load_images
+from coverpop.train.data import load_covers
 
 GAIN_METRICS = ("mae", "rmse", "r2", "spearman")
 
 
 def main() -> None:
-    args = stage_paths("split", "model", "metrics_out", "plots_dir", "features")
+    args = stage_paths("split", "store", "model", "metrics_out", "plots_dir", "features")
     params = load_params()
     e, seed = params["evaluate"], int(params["seed"])
     plots = Path(args.plots_dir)
 
-    rows = pd.read_csv(args.split, dtype={"track_id": str, "album_id": str, "sha256": str})
+    rows = pd.read_csv(args.split, dtype={"track_id": str, "cover_id": str, "album_id": str,
+                                          "sha256": str})
     kept = rows[rows["split"].isin(crossfit.KEPT)].reset_index(drop=True)
     kept.attrs["group_by"] = params["split"]["group_by"]
     is_train, is_test = (kept["split"] == "train").to_numpy(), (kept["split"] == "test").to_numpy()
     train, test = kept[is_train], kept[is_test]
     predictor = load_predictor(args.model)
+    store = CoverStore(args.store)
     # A frozen backbone: features of every kept cover, from the train stage's per-cover cache
     # (only the test covers are new); the checkpoint's head predicts the test covers from them.
-    learned = crossfit.frozen_cover_features(predictor, kept, progress=True)
+    learned = crossfit.frozen_cover_features(predictor, kept, store, progress=True)
+    test_images = None
     if learned is not None:
         with torch.no_grad():
             head = predictor.model.forward_head(torch.from_numpy(learned[is_test]).float())
         predicted = head.numpy() * float(predictor.ckpt["target_scale"])
     else:
-        predicted = predictor.predict_uint8(load_images(test["file"].tolist(),
-                                                        predictor.image_size))
+        test_images = load_covers(store, test["cover_id"].tolist(), test["sha256"].tolist(),
+                                  predictor.image_size)
+        predicted = predictor.predict_uint8(test_images)
     y = test["popularity"].to_numpy()
 
     baselines = {"mean": mean_baseline(train, test), "random": random_baseline(train, test, seed)}
@@ -79,9 +84,7 @@ def main() -> None:
         if learned is not None:
             x_train, x_test = learned[is_train], learned[is_test]
         else:
-            x_train, x_test = cover_features(predictor, args.split,
-                                             load_images(test["file"].tolist(),
-                                                         predictor.image_size))
+            x_train, x_test = cover_features(predictor, args.split, store, test_images)
         value = fit_cover_value(train, test, x_train, x_test, seed)
         value_headline, detail = cover_value_report(y, value, int(e["bootstrap"]), seed)
         report.update(value_headline)
@@ -102,9 +105,9 @@ def main() -> None:
     write_json(args.metrics_out, {**headline(report), "oof": crossfit.headline(oof)})
 
     write_csv(plots / "predictions.csv", predictions_frame(test, predicted))
-    gallery(test, predicted, plots / "gallery.png", per_row=int(e["gallery"]))
+    gallery(test, predicted, store, plots / "gallery.png", per_row=int(e["gallery"]))
     # insight: where the model looks on its best- and worst-predicted covers (Grad-CAM)
-    explain_test_covers(predictor, test, predicted, plots / "saliency.png",
+    explain_test_covers(predictor, test, predicted, store, plots / "saliency.png",
                         n=max(1, int(e["gallery"]) // 2))
     m, g = report["model"], report["gain_vs_mean"]["spearman"]
     print(f"evaluate: test split ({len(test)} covers): MAE {m['mae']:.2f}  RMSE {m['rmse']:.2f}  R² {m['r2']:.3f}  "

@@ -1,6 +1,6 @@
 """Stage train: fit a timm model on the train split, keep the best val epoch, save a checkpoint.
 
-One process:    python stages/train.py data/split.csv models/model.pt metrics/train/live metrics/train/metrics.json
+One process:    python stages/train.py data/split.csv data/shards models/model.pt metrics/train/live metrics/train/metrics.json
 Data-parallel:  torchrun --standalone --nproc_per_node=N stages/train.py <same arguments>
 (same params; train.batch_size is the global batch)
 
@@ -23,13 +23,13 @@ from coverpop.train.probe import run_probe
 
 
 def main() -> None:
-    args = stage_paths("split", "model_out", "live_dir", "metrics_out")
+    args = stage_paths("split", "store", "model_out", "live_dir", "metrics_out")
     cfg = TrainConfig.from_params(load_params())
     dist.setup()
     try:
         cfg.progress = dist.is_main()
         # rank 0 decodes the covers into the cache first; the other ranks then read it
-        data, _ = dist.main_first(lambda: load_split(args.split, cfg.image_size,
+        data, _ = dist.main_first(lambda: load_split(args.split, args.store, cfg.image_size,
                                                      progress=cfg.progress))
         live = Live(args.live_dir, dvcyaml=None, save_dvc_exp=False) if dist.is_main() else None
         # train.head=ridge: the closed-form probe on frozen embeddings instead of the SGD loop

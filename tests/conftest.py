@@ -154,3 +154,15 @@ def built_repo(tmp_path_factory) -> Path:
     repo = make_repo_copy(tmp_path_factory.mktemp("built") / "repo")
     run(["dvc", "repro"], repo)
     return repo
+
+
+def pack_covers(store: Path, files: dict) -> dict:
+    """A cover store (covers/store.py) at `store` holding these files (cover id -> path), as the
+    scrape leaves it; returns cover id -> sha256."""
+    import hashlib
+
+    from coverpop.covers.store import pack
+
+    shas = {c: hashlib.sha256(Path(p).read_bytes()).hexdigest() for c, p in files.items()}
+    pack(store, shas, lambda c: Path(files[c]).read_bytes())
+    return shas

@@ -5,6 +5,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import pack_covers
 from cover_images import face_paste, noise, with_text
 from PIL import Image
 
@@ -29,11 +30,14 @@ def covers(tmp_path_factory):
         file = f"data/covers/images/c{i}.jpg"
         image.save(root / file, quality=90)
         pop = 0 if rng.random() < 0.3 else np.clip(25 + 30 * face + 15 * text + rng.normal(0, 8), 0, 100)
-        rows.append({"track_id": f"t{i}", "cover_id": f"c{i}", "file": file,
+        rows.append({"track_id": f"t{i}", "cover_id": f"c{i}",
                      "popularity": round(float(pop)), "split": "train", "demo_face": face,
                      "demo_text": text, "demo_saturation": 0.5})
     split = pd.DataFrame(rows)
-    return root, split, analysis.cover_table(split, root, workers=1, progress=False)
+    (root / "data/covers/images/broken.jpg").write_bytes(b"\xff\xd8 truncated")
+    files = {f"c{i}": root / f"data/covers/images/c{i}.jpg" for i in range(60)}
+    pack_covers(root / "data/shards", {**files, "broken": root / "data/covers/images/broken.jpg"})
+    return root, split, analysis.cover_table(split, root / "data/shards", workers=1, progress=False)
 
 
 def test_cover_table_detects_what_was_drawn(covers):
@@ -91,12 +95,11 @@ def test_figure_keeps_every_title_and_label_on_the_canvas(covers):
 
 def test_unreadable_covers_are_dropped_and_counted(covers, tmp_path):
     root, split, _ = covers
-    (root / "data/covers/images/broken.jpg").write_bytes(b"\xff\xd8 truncated")
-    bad = pd.concat([split.head(3), split.head(1).assign(file="data/covers/images/broken.jpg",
-                                                          track_id="tx")])
-    table = analysis.cover_table(bad, root, workers=1, progress=False)
+    store = root / "data/shards"
+    bad = pd.concat([split.head(3), split.head(1).assign(cover_id="broken", track_id="tx")])
+    table = analysis.cover_table(bad, store, workers=1, progress=False)
     assert len(table) == 3 and table.attrs["unreadable"] == 1
-    with pytest.raises(CoverpopError, match="broken.jpg: no cover could be read"):
-        analysis.cover_table(bad.tail(1), root, workers=1, progress=False)
-    with pytest.raises(CoverpopError, match="missing column 'file'"):
-        analysis.cover_table(split.drop(columns="file"), root)
+    with pytest.raises(CoverpopError, match="cover broken: no cover could be read"):
+        analysis.cover_table(bad.tail(1), store, workers=1, progress=False)
+    with pytest.raises(CoverpopError, match="missing column 'cover_id'"):
+        analysis.cover_table(split.drop(columns="cover_id"), store)

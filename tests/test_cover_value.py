@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import write_params
+from conftest import pack_covers, write_params
 from PIL import Image
 
 from coverpop.evaluate.metadata import (
@@ -90,19 +90,22 @@ def workspace(root: Path, with_metadata: bool, n: int = 60) -> Path:
 
     images = root / "data" / "covers"
     images.mkdir(parents=True)
+    files = {}
     rng = np.random.default_rng(0)
     rows = []
     for i in range(n):
         level = int(rng.integers(0, 256))
         arr = np.clip(level + rng.integers(-30, 30, (40, 40, 3)), 0, 255).astype(np.uint8)
         Image.fromarray(arr).save(images / f"c{i:03d}.jpg", quality=95)
-        row = {"track_id": f"t{i}", "album_id": f"a{i}", "file": f"data/covers/c{i:03d}.jpg",
-               "sha256": f"{i:064x}",
+        files[f"c{i:03d}"] = images / f"c{i:03d}.jpg"
+        row = {"track_id": f"t{i}", "album_id": f"a{i}", "cover_id": f"c{i:03d}",
                "popularity": round(arr.mean() / 2.55, 1),
                "split": ["train", "train", "train", "val", "test"][i % 5]}
         if with_metadata:
             row.update(genre=GENRES[i % 4], year=2000 + i % 20)
         rows.append(row)
+    shas = pack_covers(root / "data" / "shards", files)
+    rows = [{**r, "sha256": shas[r["cover_id"]]} for r in rows]
     pd.DataFrame(rows).to_csv(root / "data" / "split.csv", index=False)
     params = {"model": "test_resnet", "pretrained": False, "image_size": 32,
               "normalization": "imagenet", "seed": 0,
@@ -113,13 +116,8 @@ def workspace(root: Path, with_metadata: bool, n: int = 60) -> Path:
     write_params(root, params)
     cfg = TrainConfig.from_params(params)
     cfg.progress = False
-    cwd = os.getcwd()
-    os.chdir(root)  # split.csv names files relative to the workspace
-    try:
-        data, _ = load_split("data/split.csv", 32, progress=False)
-        result, _, meta = run_probe(cfg, data)
-    finally:
-        os.chdir(cwd)
+    data, _ = load_split(root / "data/split.csv", root / "data/shards", 32, progress=False)
+    result, _, meta = run_probe(cfg, data)
     save_checkpoint(root / "models" / "model.pt", result.model, **meta)
     return root
 
@@ -128,7 +126,7 @@ def run_evaluate(root: Path) -> subprocess.CompletedProcess:
     # the same COVERPOP_CACHE as the probe that trained the checkpoint (the autouse fixture)
     env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "OMP_NUM_THREADS": "1",
            "HF_HUB_OFFLINE": "1"}
-    cmd = [sys.executable, str(REPO / "stages" / "evaluate.py"), "data/split.csv",
+    cmd = [sys.executable, str(REPO / "stages" / "evaluate.py"), "data/split.csv", "data/shards",
            "models/model.pt", "metrics/evaluate.json", "metrics/eval", "data/features.csv"]
     proc = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True, timeout=600,
                           check=False)
@@ -171,13 +169,13 @@ def test_evaluate_stage_reports_metadata_models_with_cis(tmp_path):
     # the test-split predictions come from the cached features through the checkpoint's head:
     # the same numbers as the checkpoint on the pixels
     from coverpop.train.checkpoint import load_predictor
-    from coverpop.train.data import load_images
+    from coverpop.train.data import load_covers
 
-    split = pd.read_csv(root / "data" / "split.csv")
+    split = pd.read_csv(root / "data" / "split.csv", dtype={"cover_id": str, "sha256": str})
     test = split[split["split"] == "test"]
     predictor = load_predictor(root / "models" / "model.pt")
-    direct = predictor.predict_uint8(load_images([str(root / f) for f in test["file"]], 32,
-                                                 progress=False))
+    direct = predictor.predict_uint8(load_covers(root / "data" / "shards", list(test["cover_id"]),
+                                                 list(test["sha256"]), 32, progress=False)[:])
     shown = pd.read_csv(root / "metrics" / "eval" / "predictions.csv")["predicted"]
     np.testing.assert_allclose(shown, direct, atol=0.011)
 

@@ -120,7 +120,7 @@ def stage(cwd: Path, env: dict) -> subprocess.CompletedProcess:
     (cwd / "images.csv").write_text("name,size,sha256\n")  # the inputs stage's: no local images
     return subprocess.run(
         [sys.executable, str(REPO / "stages" / "scrape_images.py"), "selected.csv",
-         "images.csv", "data/covers", "data/manifest.csv"], cwd=cwd, capture_output=True, text=True,
+         "images.csv", "data/covers", "data/manifest.csv", "data/shards"], cwd=cwd, capture_output=True, text=True,
         env={**os.environ, **env, "PYTHONPATH": str(REPO / "src")}, timeout=120)
 
 

@@ -10,6 +10,7 @@ from PIL import Image
 
 from coverpop.core.errors import CoverpopError
 from coverpop.train import data as D
+from conftest import pack_covers
 
 
 @pytest.fixture(autouse=True)
@@ -32,24 +33,100 @@ def _covers(folder, n=6, size=40):
     return files
 
 
-def test_load_images_decodes_once_per_size(tmp_path, cache, monkeypatch):
+def _px(path, size=16):
+    return torch.from_numpy(D.to_uint8(Image.open(path), size).copy())
+
+
+def _counting_decode(monkeypatch):
+    """Count the covers decoded (by path) from here on."""
+    seen = []
+    real = D._decode
+
+    def decode(path, size):
+        seen.append((Path(path).name, size))
+        return real(path, size)
+    monkeypatch.setattr(D, "_decode", decode)
+    return seen
+
+
+def test_load_images_decodes_each_cover_once_per_size(tmp_path, cache, monkeypatch):
     files = _covers(tmp_path / "img")
     hashes = [f"h{i}" for i in range(len(files))]
     first = D.load_images(files, 16, hashes=hashes)
     assert first.shape == (6, 3, 16, 16) and first.dtype == torch.uint8
     assert first[4, 1].float().mean() > 100  # cover 4 is green: channel order kept (RGB, CHW)
-    assert len(list((cache / "images").glob("16px-*.npy"))) == 1
+    assert torch.equal(first[2], _px(files[2]))
+    (folder,) = [p for p in (cache / "images").iterdir() if p.is_dir()]
+    assert folder.name.endswith("-16px") and (folder / "index.txt").read_text().split() == hashes
 
-    def no_decode(*a, **k):
-        raise AssertionError("decoded again")
-    monkeypatch.setattr(D, "_decode", no_decode)
-    assert torch.equal(D.load_images(files, 16, hashes=hashes), first)  # served from the cache
-    with pytest.raises(AssertionError, match="decoded again"):
-        D.load_images(files, 24, hashes=hashes)  # another size is another cache entry
-    with pytest.raises(AssertionError, match="decoded again"):
-        D.load_images(files, 16, hashes=[*hashes[:-1], "changed"])  # another image set too
-    with pytest.raises(AssertionError, match="decoded again"):
-        D.load_images(files, 16)  # no hashes (evaluate, predict): no cache
+    decoded = _counting_decode(monkeypatch)
+    again = D.load_images(files, 16, hashes=hashes)
+    assert torch.equal(again[:], first[:]) and decoded == []  # served from the cache
+    # a new cover decodes that cover alone; the order of the rows is the caller's
+    more = _covers(tmp_path / "more", n=7)
+    both = D.load_images([more[6], *files[::-1]], 16, hashes=["h6", *hashes[::-1]])
+    assert decoded == [("c6.jpg", 16)]
+    assert torch.equal(both[1:], first[:].flip(0))
+    assert torch.equal(both[torch.tensor([0, 6])], torch.stack([_px(more[6]), first[0]]))
+    decoded.clear()
+    D.load_images(files, 24, hashes=hashes)  # another size is another cache folder
+    assert sorted(decoded) == sorted((Path(f).name, 24) for f in files)
+    decoded.clear()
+    assert isinstance(D.load_images(files, 16), torch.Tensor) and len(decoded) == 6  # no hashes: no cache
+
+
+def test_image_cache_survives_a_killed_writer(tmp_path, cache):
+    files = _covers(tmp_path / "img")
+    hashes = [f"h{i}" for i in range(len(files))]
+    first = D.load_images(files[:3], 16, hashes=hashes[:3])[:]
+    (folder,) = [p for p in (cache / "images").iterdir() if p.is_dir()]
+    with open(folder / "pixels.u8", "ab") as f:
+        f.write(b"\x07" * 1000)            # a record cut short, no index line names it
+    with open(folder / "index.txt", "ab") as f:
+        f.write(b"h3")                      # an index line cut short
+    got = D.load_images(files, 16, hashes=hashes)
+    assert torch.equal(got[:3], first)
+    assert torch.equal(got[3], _px(files[3]))
+    assert (folder / "index.txt").read_text().split() == hashes
+    assert (folder / "pixels.u8").stat().st_size == 6 * 3 * 16 * 16
+
+
+def test_image_cache_concurrent_writers(tmp_path, cache):
+    """Two writers adding overlapping covers at once (two experiments, two ranks): each cover
+    lands once and both read the right pixels."""
+    import threading
+
+    files = _covers(tmp_path / "img")
+    hashes = [f"h{i}" for i in range(len(files))]
+    want = D.load_images(files, 16)
+    results = {}
+
+    def load(name, rows):
+        results[name] = D.load_images([files[i] for i in rows], 16, hashes=[hashes[i] for i in rows],
+                                      progress=False)
+    threads = [threading.Thread(target=load, args=("a", [0, 1, 2, 3])),
+               threading.Thread(target=load, args=("b", [5, 4, 3, 2]))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert torch.equal(results["a"][:], want[[0, 1, 2, 3]])
+    assert torch.equal(results["b"][:], want[[5, 4, 3, 2]])
+    (folder,) = [p for p in (cache / "images").iterdir() if p.is_dir()]
+    assert sorted((folder / "index.txt").read_text().split()) == sorted(hashes)
+
+
+def test_image_set_reads_like_the_tensor(tmp_path, cache):
+    files = _covers(tmp_path / "img")
+    hashes = [f"h{i}" for i in range(len(files))]
+    ref = D.load_images(files, 16)
+    images = D.load_images(files, 16, hashes=hashes)
+    assert len(images) == 6 and images.numel() == ref.numel() and images.shape == ref.shape
+    rows = torch.tensor([4, 0, 4])
+    assert torch.equal(images[rows], ref[rows]) and torch.equal(images[1:3], ref[1:3])
+    sub = D.take(images, torch.tensor([5, 1]))
+    assert torch.equal(sub[:], ref[[5, 1]]) and torch.equal(images.to("cpu", chunk=4), ref)
+    assert D.dataset_mean_std(sub) == D.dataset_mean_std(ref[[5, 1]])
 
 
 def test_corrupt_cover_is_one_line_error(tmp_path):
@@ -95,19 +172,23 @@ def test_batch_grid_shows_the_batch():
 
 def test_load_split(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    files = _covers(tmp_path / "data" / "covers")
-    rel = [str(Path(f).relative_to(tmp_path)) for f in files]
-    df = pd.DataFrame({"track_id": [f"t{i}" for i in range(6)], "file": rel,
-                       "sha256": [f"s{i}" for i in range(6)], "popularity": [0, 10, 20, 30, 40, 50],
+    files = _covers(tmp_path / "covers")
+    shas = pack_covers(tmp_path / "shards", {f"c{i}": f for i, f in enumerate(files)})
+    df = pd.DataFrame({"track_id": [f"t{i}" for i in range(6)], "cover_id": list(shas),
+                       "sha256": list(shas.values()), "popularity": [0, 10, 20, 30, 40, 50],
                        "split": ["train", "val", "train", "test", "train", "val"]})
     df.to_csv("split.csv", index=False)
-    data, rows = D.load_split("split.csv", 16)
+    data, rows = D.load_split("split.csv", "shards", 16)
     assert list(rows["track_id"]) == ["t0", "t1", "t2", "t4", "t5"]  # test rows never loaded
     assert data.train_idx.tolist() == [0, 2, 3] and data.val_idx.tolist() == [1, 4]
     assert data.popularity.tolist() == [0, 10, 20, 40, 50]
     blank = data.blank()
     assert blank.images.shape == data.images.shape and blank.images.max() == 0
     assert blank.image_key != data.image_key
+    assert torch.equal(data.images[3], _px(files[4]))   # row 3 is t4: its cover, from the store
+    df.assign(cover_id=["c0", "gone", "c2", "c3", "c4", "c5"]).to_csv("lost.csv", index=False)
+    with pytest.raises(CoverpopError, match=r"lost\.csv: 1 covers not in shards, first gone"):
+        D.load_split("lost.csv", "shards", 16)
     df.drop(columns="sha256").to_csv("bad.csv", index=False)
     with pytest.raises(CoverpopError, match=r"bad\.csv: missing column 'sha256'"):
-        D.load_split("bad.csv", 16)
+        D.load_split("bad.csv", "shards", 16)

@@ -10,6 +10,8 @@ from conftest import run, set_params
 from matplotlib import cbook
 from PIL import Image
 
+from coverpop.covers.store import CoverStore
+
 pytestmark = pytest.mark.slow
 
 STAGES = ("fetch_csv", "select_tracks", "scrape_images")
@@ -65,7 +67,8 @@ def test_local_csv_and_images_are_tracked_by_content(tiny_repo, tmp_path, monkey
     after = pd.read_csv(tiny_repo / "data/manifest.csv").set_index("track_id")
     assert after.loc["t1", "sha256"] != before.loc["t1", "sha256"]
     assert (after.drop(index="t1")["sha256"] == before.drop(index="t1")["sha256"]).all()
-    stored = np.asarray(Image.open(tiny_repo / after.loc["t1", "file"]).resize((80, 80)), float)
+    cover = CoverStore(tiny_repo / "data/shards").open(after.loc["t1", "cover_id"])
+    stored = np.asarray(cover.resize((80, 80)), float)
     new = np.asarray(Image.open(images / "p1.png").convert("RGB"), float)
     assert np.abs(stored - new).mean() < 4      # the stored cover is the new picture (JPEG'd)
     assert len(list((tiny_repo / "data/covers/images").glob("*.jpg"))) == 6

@@ -11,6 +11,8 @@ import torch
 from conftest import make_repo_copy, run
 from PIL import Image
 
+from coverpop.covers.store import CoverStore
+
 pytestmark = pytest.mark.slow
 
 
@@ -88,11 +90,21 @@ def predict(repo: Path, *args: str, check=True):
     return run([sys.executable, "-m", "coverpop.cli", "predict", *args], repo, check=check)
 
 
-def test_predict_on_a_trained_checkpoint(built_repo):
+def cover_files(repo: Path, cover_ids, folder: Path) -> list[str]:
+    """Covers of the repo's cover store as plain files: what a user hands to predict."""
+    store = CoverStore(repo / "data/shards")
+    folder.mkdir(exist_ok=True)
+    for cover_id in cover_ids:
+        (folder / f"{cover_id}.jpg").write_bytes(store.read(cover_id))
+    return [str(folder / f"{c}.jpg") for c in cover_ids]
+
+
+def test_predict_on_a_trained_checkpoint(built_repo, tmp_path):
     repo = built_repo
-    preds = pd.read_csv(repo / "metrics/eval/predictions.csv")
-    split = pd.read_csv(repo / "data/split.csv")
-    files = split.set_index("track_id").loc[preds["track_id"].head(3), "file"].tolist()
+    preds = pd.read_csv(repo / "metrics/eval/predictions.csv", dtype={"track_id": str})
+    split = pd.read_csv(repo / "data/split.csv", dtype={"track_id": str, "cover_id": str})
+    files = cover_files(repo, split.set_index("track_id").loc[preds["track_id"].head(3),
+                                                              "cover_id"], tmp_path)
     out = predict(repo, *files).stdout.strip().splitlines()
     assert [line.split()[1] for line in out] == files
     # The CLI agrees with what the evaluate stage predicted for the same covers.
@@ -105,9 +117,10 @@ def test_predict_on_a_trained_checkpoint(built_repo):
 
 def test_predict_errors_on_a_real_repo(built_repo, tmp_path):
     repo = built_repo
-    cover = pd.read_csv(repo / "data/split.csv")["file"].iloc[0]
+    split = pd.read_csv(repo / "data/split.csv", dtype={"cover_id": str})
+    (cover,) = cover_files(repo, split["cover_id"].head(1), tmp_path / "covers")
     broken = tmp_path / "broken.jpg"
-    broken.write_bytes((repo / cover).read_bytes()[:200])
+    broken.write_bytes(Path(cover).read_bytes()[:200])
     proc = predict(repo, cover, str(broken), check=False)
     assert proc.returncode == 1
     assert len(proc.stdout.strip().splitlines()) == 1  # the good cover is still predicted

@@ -8,6 +8,8 @@ from conftest import run, set_params
 from matplotlib import cbook
 from PIL import Image
 
+from coverpop.covers.store import CoverStore
+
 pytestmark = pytest.mark.slow
 
 
@@ -50,8 +52,9 @@ def test_local_source_scrapes_real_files_and_reports_bad_ones(tiny_repo, tmp_pat
     assert "1 new, 4 done before, 1 failed (corrupt_image 1)" in proc.stdout
     manifest = pd.read_csv(tiny_repo / "data/manifest.csv").set_index("track_id")
     assert manifest.loc["x", "status"] == "ok" and manifest.loc["l", "error"].startswith("bad_aspect")
-    for f in manifest.loc[manifest["status"] == "ok", "file"]:
-        img = Image.open(tiny_repo / f)
+    store = CoverStore(tiny_repo / "data/shards")
+    for cover_id in manifest.loc[manifest["status"] == "ok", "cover_id"]:
+        img = store.open(cover_id)
         assert img.format == "JPEG" and img.mode == "RGB" and img.size == (300, 300)
     assert pd.read_csv(tiny_repo / "data/raw/tracks.csv")["mood"].eq("calm").all()
 

@@ -32,4 +32,4 @@ def test_two_runs_from_scratch_give_the_same_bytes(tmp_path, monkeypatch):
     assert not differ, "not byte-identical across two runs from scratch: " + "; ".join(differ)
     # the model and the covers really are compared, not skipped for want of a hash
     assert first[("train", "outs", "models/model.pt")]
-    assert first[("scrape_images", "outs", "data/covers")]
+    assert first[("scrape_images", "outs", "data/shards")]   # the cover store

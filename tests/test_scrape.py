@@ -1,10 +1,12 @@
 import json
 import os
+import shutil
 import subprocess
 import sys
 import threading
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from PIL import Image
 
@@ -378,14 +380,16 @@ def run_scrape_stage(cwd: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
     (cwd / "images.csv").write_text("name,size,sha256\n")  # the inputs stage's: no local images
     return subprocess.run([sys.executable, str(REPO / "stages/scrape_images.py"), "selected.csv",
-                           "images.csv", "data/covers", "data/manifest.csv"], cwd=cwd, env=env,
+                           "images.csv", "data/covers", "data/manifest.csv", "data/shards"],
+                          cwd=cwd, env=env,
                           text=True, capture_output=True, timeout=300)
 
 
 def outputs(cwd: Path) -> dict[str, bytes]:
-    """What DVC hashes: the covers folder and the manifest (the lock file beside them is not an
-    output)."""
-    return {**_tree(cwd / "data" / "covers"), "manifest": (cwd / "data/manifest.csv").read_bytes()}
+    """What DVC hashes: the journal, the cover store and the manifest (the working folder of
+    cover files and the lock files are not outputs)."""
+    return {**_tree(cwd / "data" / "shards"), "journal": (cwd / "data/covers/journal.jsonl").read_bytes(),
+            "manifest": (cwd / "data/manifest.csv").read_bytes()}
 
 
 def test_stage_from_scratch_twice_gives_identical_covers_and_manifest(tmp_path, tracks):
@@ -397,9 +401,39 @@ def test_stage_from_scratch_twice_gives_identical_covers_and_manifest(tmp_path, 
     assert outputs(a) == outputs(b)
     manifest = (a / "data/manifest.csv").read_text().splitlines()
     assert manifest[0].endswith(",source_width,source_height,phash")
-    covers = [p for p in (a / "data" / "covers").rglob("*") if p.is_file()]
+    covers = [p for d in ("covers", "shards") for p in (a / "data" / d).rglob("*") if p.is_file()]
+    assert len(list((a / "data/shards").glob("*.tar"))) > 1
     before = {p: p.stat().st_mtime_ns for p in covers}
     proc = run_scrape_stage(a)
     assert f"0 new, {len(tracks)} done before, 0 failed" in proc.stdout
     assert outputs(a) == outputs(b)
     assert {p: p.stat().st_mtime_ns for p in covers} == before   # nothing rewritten
+
+
+def test_a_fresh_clone_resumes_from_the_store_without_the_cover_files(tmp_path, tracks):
+    """A teammate's clone has the journal and the cover store (dvc pull), not the working folder
+    of cover files: finished covers are trusted from the store, not fetched again; new ones are
+    fetched and packed beside them."""
+    from coverpop.covers.store import CoverStore
+
+    a = demo_stage_dir(tmp_path / "a", tracks.head(30), workers=2)
+    assert run_scrape_stage(a).returncode == 0
+    before = outputs(a)
+    shutil.rmtree(a / "data/covers/images")
+    proc = run_scrape_stage(a)
+    assert proc.returncode == 0, proc.stderr
+    assert "0 new, 30 done before, 0 failed" in proc.stdout and "(0 shards rewritten)" in proc.stdout
+    assert outputs(a) == before
+
+    tracks.to_csv(a / "selected.csv", index=False)   # more tracks
+    proc = run_scrape_stage(a)
+    assert proc.returncode == 0, proc.stderr
+    assert f"{len(tracks) - 30} new, 30 done before, 0 failed" in proc.stdout
+    manifest = pd.read_csv(a / "data/manifest.csv", dtype=str)
+    store = CoverStore(a / "data/shards")
+    assert set(store.entries) == set(manifest["cover_id"])
+    assert all(store.read(c) for c in manifest["cover_id"])   # each checked against its sha256
+    # the same bytes as a scrape of all 40 from scratch
+    b = demo_stage_dir(tmp_path / "b", tracks, workers=2)
+    assert run_scrape_stage(b).returncode == 0
+    assert _tree(a / "data/shards") == _tree(b / "data/shards")

@@ -24,6 +24,7 @@ from coverpop.covers.journal import read_journal, resolver_settings  # noqa: E40
 from coverpop.covers.oembed import OEmbedResolver  # noqa: E402
 from coverpop.covers.resolvers import make_resolver  # noqa: E402
 from coverpop.covers.settings import ScrapeSettings  # noqa: E402
+from coverpop.covers.store import CoverStore  # noqa: E402
 from coverpop.covers.spotify import SpotifyApiResolver  # noqa: E402
 from coverpop.covers.types import StopScrape  # noqa: E402
 
@@ -41,8 +42,8 @@ def rows(ids):
     return [{"track_id": t, "popularity": 50} for t in ids]
 
 
-def decodes(path: Path, size: int = 300) -> bool:
-    img = Image.open(io.BytesIO(path.read_bytes()))
+def decodes(path: Path | bytes, size: int = 300) -> bool:
+    img = Image.open(io.BytesIO(path if isinstance(path, bytes) else path.read_bytes()))
     img.load()
     return img.size == (size, size)
 
@@ -148,7 +149,7 @@ def stage_dir(tmp_path, ids, **scrape):
 def run_stage(cwd, fake, wait=True):
     env = {**os.environ, **fake.env(), "PYTHONPATH": str(REPO / "src")}
     cmd = [sys.executable, str(REPO / "stages" / "scrape_images.py"), "selected.csv",
-           "images.csv", "data/covers", "data/manifest.csv"]
+           "images.csv", "data/covers", "data/manifest.csv", "data/shards"]
     proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     if wait:
@@ -192,7 +193,8 @@ def test_sigkill_mid_run_then_rerun_completes_without_redownloading(tmp_path):
         manifest = pd.read_csv(cwd / "data" / "manifest.csv")
         assert len(manifest) == 150 and (manifest["status"] == "ok").all()
         assert sorted(f.stem for f in images.glob("*.jpg")) == sorted(fake.image_id(t) for t in ids)
-        assert all(decodes(cwd / f) for f in manifest["file"])
+        store = CoverStore(cwd / "data" / "shards")
+        assert all(decodes(store.read(c)) for c in manifest["cover_id"])
         assert f"{len(journaled)} done before" in out
 
 

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import write_params
+from conftest import pack_covers, write_params
 from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
@@ -19,7 +19,8 @@ STAGE = REPO / "stages" / "train.py"
 
 
 def make_workspace(root: Path, n: int = 32, size: int = 40, **params) -> Path:
-    """A repo-shaped folder: data/split.csv + covers (brightness = popularity) + params.yaml."""
+    """A repo-shaped folder: data/split.csv + the cover store data/shards (brightness =
+    popularity) + params.yaml."""
     images = root / "data" / "covers" / "images"
     images.mkdir(parents=True)
     rng = np.random.default_rng(0)
@@ -30,8 +31,10 @@ def make_workspace(root: Path, n: int = 32, size: int = 40, **params) -> Path:
         rel = f"data/covers/images/c{i:03d}.jpg"
         Image.fromarray(arr).save(root / rel, quality=95)
         rows.append({"track_id": f"t{i}", "cover_id": f"c{i:03d}", "album_id": f"a{i}",
-                     "file": rel, "sha256": f"{i:064x}", "popularity": round(arr.mean() / 2.55, 1),
+                     "file": root / rel, "popularity": round(arr.mean() / 2.55, 1),
                      "split": "val" if i % 4 == 3 else "train"})
+    shas = pack_covers(root / "data" / "shards", {r["cover_id"]: r.pop("file") for r in rows})
+    rows = [{**r, "sha256": shas[r["cover_id"]]} for r in rows]
     pd.DataFrame(rows).to_csv(root / "data" / "split.csv", index=False)
     top = {k: params.pop(k) for k in ("model", "image_size", "normalization", "seed", "pretrained")
            if k in params}
@@ -47,7 +50,7 @@ def run_stage(root: Path, nproc: int = 1) -> subprocess.CompletedProcess:
     (root / "tmp").mkdir(exist_ok=True)   # torchrun's torchelastic_* folders go here, not /tmp
     env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "COVERPOP_CACHE": str(root / "cache"),
            "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TMPDIR": str(root / "tmp")}
-    args = [str(STAGE), "data/split.csv", "models/model.pt", "metrics/train/live",
+    args = [str(STAGE), "data/split.csv", "data/shards", "models/model.pt", "metrics/train/live",
             "metrics/train/metrics.json"]
     cmd = [sys.executable, *args]
     if nproc > 1:

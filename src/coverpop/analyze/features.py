@@ -22,6 +22,7 @@ from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
 from coverpop.core.errors import CoverpopError
+from coverpop.covers.store import CoverStore
 
 WORK_SIZE = 300
 # Six 60°-wide hue families, centred on the primaries/secondaries (red spans 330°–30°).
@@ -199,23 +200,30 @@ def cover_features(image: Image.Image | np.ndarray) -> dict:
             **colour_stats(rgb), "text_score": score, "text": int(score >= TEXT_MIN_SPAN)}
 
 
+_STORE: CoverStore | None = None   # set in each worker: covers are then read by id from it
+
+
 def file_features(path: str | Path) -> dict:
-    """Features of one image file; an unreadable file gives `error` instead of raising, so one
-    bad cover does not stop a folder."""
+    """Features of one image file (a cover id when a cover store is set); an unreadable image
+    gives `error` instead of raising, so one bad cover does not stop a folder (a damaged store
+    shard does: CoverpopError)."""
     try:
-        with Image.open(path) as im:
+        with (_STORE.open(str(path)) if _STORE is not None else Image.open(path)) as im:
             return {**cover_features(im), "error": ""}
     except (OSError, UnidentifiedImageError, ValueError) as err:
         return {"error": f"{type(err).__name__}: {err}".splitlines()[0]}
 
 
-def _init_worker() -> None:
+def _init_worker(store: str | None = None) -> None:
+    global _STORE
     cv2.setNumThreads(1)  # one process per core already; OpenCV's own threads would fight them
+    _STORE = CoverStore(store) if store else None
 
 
 def features_table(paths: Sequence[str | Path], workers: int | None = None,
-                   progress: bool = True) -> pd.DataFrame:
-    """Features for many image files, in order, one row per path (`file` column first).
+                   progress: bool = True, store: str | Path | None = None) -> pd.DataFrame:
+    """Features for many image files, in order, one row per path (`file` column first); with
+    `store` (a cover store folder), `paths` are cover ids in it (`cover_id` column first).
 
     Runs in a process pool (`workers`, default: all cores); the cascade is loaded once per
     worker process. `error` is "" for a good file and the reason otherwise.
@@ -225,12 +233,18 @@ def features_table(paths: Sequence[str | Path], workers: int | None = None,
     rows: Iterable[dict]
     bar = dict(total=len(paths), desc="cover features", unit="cover", disable=not progress)
     if workers <= 1 or len(paths) < POOL_MIN_COVERS:
-        rows = [file_features(p) for p in tqdm(paths, **bar)]
+        global _STORE
+        saved, _STORE = _STORE, CoverStore(store) if store else None
+        try:
+            rows = [file_features(p) for p in tqdm(paths, **bar)]
+        finally:
+            _STORE = saved
     else:
         # spawn, not fork: a forked child inherits OpenCV's thread pool mid-state and can hang.
         context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker) as pool:
+        with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker,
+                                 initargs=(str(store) if store else None,)) as pool:
             rows = list(tqdm(pool.map(file_features, paths, chunksize=16), **bar))
     table = pd.DataFrame(list(rows), columns=[*FEATURES, "error"])
-    table.insert(0, "file", paths)
+    table.insert(0, "cover_id" if store else "file", paths)
     return table

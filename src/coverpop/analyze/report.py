@@ -29,25 +29,24 @@ ADJUSTED = ("face", "text", "saturation", "brightness")
 DEMO_TRUTH = {"face": "demo_face", "text": "demo_text", "saturation": "demo_saturation"}
 
 
-def cover_table(split: pd.DataFrame, root: str | Path = ".", workers: int | None = None,
+def cover_table(split: pd.DataFrame, store: str | Path, workers: int | None = None,
                 progress: bool = True) -> pd.DataFrame:
-    """The split rows with the features of their cover; covers that cannot be read are dropped
-    (their count is kept in `attrs['unreadable']`)."""
-    for col in ("file", "popularity"):
+    """The split rows with the features of their cover (read from the cover store `store`);
+    covers that cannot be decoded are dropped (their count is kept in `attrs['unreadable']`)."""
+    for col in ("cover_id", "popularity"):
         if col not in split.columns:
             raise CoverpopError(f"split table: missing column '{col}'")
     if split.empty:
         raise CoverpopError("split table: no covers to analyse")
-    root = Path(root)
-    files = split["file"].astype(str)
-    unique = list(dict.fromkeys(files))
-    feats = features_table([root / f for f in unique], workers=workers, progress=progress)
-    feats["file"] = unique
-    table = split.merge(feats, on="file", how="left", validate="many_to_one")
+    unique = list(dict.fromkeys(split["cover_id"].astype(str)))
+    feats = features_table(unique, workers=workers, progress=progress, store=store)
+    table = split.astype({"cover_id": str}).merge(feats, on="cover_id", how="left",
+                                                   validate="many_to_one")
     bad = table["error"] != ""
     if bad.all():
-        first = table.loc[bad, ["file", "error"]].iloc[0]
-        raise CoverpopError(f"{first['file']}: no cover could be read ({first['error']})")
+        first = table.loc[bad, ["cover_id", "error"]].iloc[0]
+        raise CoverpopError(f"{store}: cover {first['cover_id']}: no cover could be read "
+                            f"({first['error']})")
     table = table[~bad].drop(columns="error").reset_index(drop=True)
     table["face"] = (table["faces"] > 0).astype(int)
     table.attrs["unreadable"] = int(bad.sum())

@@ -21,8 +21,9 @@ def lock_path(folder: str | Path) -> Path:
 
 
 @contextmanager
-def exclusive(folder: str | Path, what: str) -> Iterator[None]:
-    """Hold the folder's lock for the block; fail at once, naming the holder, when it is taken."""
+def exclusive(folder: str | Path, what: str, wait: bool = False) -> Iterator[None]:
+    """Hold the folder's lock for the block; when it is taken, fail at once naming the holder,
+    or (`wait`) wait for it: for short writes that a second writer may simply follow."""
     folder = Path(folder)
     path = lock_path(folder)
     with disk_errors(path):
@@ -30,7 +31,7 @@ def exclusive(folder: str | Path, what: str) -> Iterator[None]:
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
         except BlockingIOError:
             owner = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
             raise CoverpopError(

@@ -21,6 +21,7 @@ import queue
 import threading
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -40,7 +41,8 @@ from coverpop.covers.types import CoverError, Resolver
 DEFAULT_WORKERS = 16   # network resolvers spend their time waiting: 16 requests in flight
 RETRY_COMMAND = "dvc repro -f -s scrape_images"
 
-MANIFEST_COLUMNS = ["track_id", "cover_id", "album_id", "album_name", "release_date", "file",
+# No file column: the covers' bytes travel in the cover store (covers/store.py), by cover id.
+MANIFEST_COLUMNS = ["track_id", "cover_id", "album_id", "album_name", "release_date",
                     "width", "height", "sha256", "status", "error", "source_width",
                     "source_height", "phash"]
 # The fields of a record that describe the stored file (shared by the tracks of one cover).
@@ -108,14 +110,17 @@ class _Workers:
 class Scraper:
     def __init__(self, resolver: Resolver, out_dir: str | Path, size: int = 300, *,
                  min_source_px: int = 0, max_aspect: float = 0.0, retry_failed: bool = False,
-                 settings: dict | None = None):
+                 settings: dict | None = None, stored: Mapping[str, str] | None = None):
         """`min_source_px`/`max_aspect` reject sources that cannot be covers (0: no check);
         `settings`: the resolver's endpoint settings, which a recorded failure must match to be
-        trusted (see journal.resolver_settings)."""
+        trusted (see journal.resolver_settings); `stored`: cover id -> sha256 of the covers in
+        the cover store (covers/store.py), trusted without a file here (a fresh clone has the
+        store, not the files)."""
         self.resolver, self.size = resolver, int(size)
         self.min_source_px, self.max_aspect = int(min_source_px), float(max_aspect)
         self.retry_failed = bool(retry_failed)
         self.fingerprint = fingerprint(resolver.name, self.size, settings)
+        self.stored = stored or {}
         self.out_dir = Path(out_dir)
         self.images = self.out_dir / "images"
         self.journal = self.out_dir / JOURNAL
@@ -150,6 +155,10 @@ class Scraper:
                 except OSError:
                     seen[rec["file"]] = None
             got = seen[rec["file"]]
+            if got is None and self.stored.get(rec["cover_id"]) == rec["sha256"]:
+                if rec["width"] == self.size:   # in the store: packed from it at the end
+                    self._good[rec["cover_id"]] = {k: rec[k] for k in COVER_FIELDS}
+                continue
             if got is None or (rec["bytes"] and got[0] != rec["bytes"]):
                 broken.add(tid)
                 continue

@@ -86,15 +86,20 @@ class LocalResolver:
         return CoverRef(cover_id=cover_id, album_id=album if isinstance(album, str) and album else "",
                         album_name=str(row.get("album_name") or ""), url=str(path))
 
-    def drop_stale_covers(self, images_dir: str | Path, rows: list[dict]) -> int:
-        """Delete stored covers (images_dir/<cover id>.jpg) that no row's current file maps to:
-        the covers of replaced (or no longer selected) pictures. Returns how many went."""
+    def cover_ids(self, rows: list[dict]) -> set[str]:
+        """The cover ids the rows' current files map to."""
         wanted = set()
         for row in rows:
             try:
                 wanted.add(self.resolve(row).cover_id)
             except CoverError:
                 continue
+        return wanted
+
+    def drop_stale_covers(self, images_dir: str | Path, rows: list[dict]) -> int:
+        """Delete stored covers (images_dir/<cover id>.jpg) that no row's current file maps to:
+        the covers of replaced (or no longer selected) pictures. Returns how many went."""
+        wanted = self.cover_ids(rows)
         stale = [p for p in Path(images_dir).glob("*.jpg") if p.stem not in wanted]
         for path in stale:
             path.unlink()

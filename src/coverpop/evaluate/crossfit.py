@@ -279,16 +279,16 @@ def predictions_table(oof: OutOfFold) -> pd.DataFrame:
 
 # --- the stage's inputs ----------------------------------------------------------------------
 
-def frozen_cover_features(predictor, rows: pd.DataFrame, progress: bool = False
+def frozen_cover_features(predictor, rows: pd.DataFrame, store, progress: bool = False
                           ) -> np.ndarray | None:
     """A frozen backbone's features of `rows` (float64, row for row), through the per-cover
     embedding cache the train stage filled: only covers train never saw (the test split) are
-    computed. None when the checkpoint's backbone was fine-tuned (its features have seen the
+    computed (their pixels read from `store`, a CoverStore). None when the checkpoint's backbone was fine-tuned (its features have seen the
     train covers' targets) or its weights are no longer at hand."""
     import torch
 
     from coverpop.train import embeddings
-    from coverpop.train.data import load_images
+    from coverpop.train.data import load_covers
     from coverpop.train.loop import TrainConfig
     from coverpop.train.pretrained import resolve_weights
     from coverpop.train.probe import frozen_key, frozen_model
@@ -306,11 +306,11 @@ def frozen_cover_features(predictor, rows: pd.DataFrame, progress: bool = False
         return None
     model, device, channels_last, amp = frozen_model(cfg, weights, ckpt["mean"], ckpt["std"])
     key = frozen_key(cfg, weights, ckpt["mean"], ckpt["std"], "by-content", amp)
-    files, hashes = rows["file"].tolist(), rows["sha256"].tolist()
+    ids, hashes = rows["cover_id"].tolist(), rows["sha256"].tolist()
 
     def make(idx):
-        images = load_images([files[i] for i in idx], cfg.image_size, progress=progress,
-                             hashes=[hashes[i] for i in idx])
+        images = load_covers(store, [ids[i] for i in idx], [hashes[i] for i in idx],
+                             cfg.image_size, progress=progress)
         return embeddings.compute(model, images, device, amp=amp, channels_last=channels_last,
                                   progress=progress)
 

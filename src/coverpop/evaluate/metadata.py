@@ -28,7 +28,7 @@ from sklearn.preprocessing import OneHotEncoder, SplineTransformer
 from coverpop.core.errors import CoverpopError
 from coverpop.core.metrics import gain_ci, regression_metrics
 from coverpop.train import embeddings
-from coverpop.train.data import digest, load_split
+from coverpop.train.data import digest, load_split, take
 from coverpop.train.loop import TrainConfig
 from coverpop.train.pretrained import resolve_weights
 from coverpop.train.probe import RidgeFit, frozen_features, ridge_cv
@@ -76,13 +76,13 @@ def fit_metadata_only(train: pd.DataFrame, test: pd.DataFrame, seed: int = 0
     return np.clip(fit.predict(m_test), 0, 100), fit
 
 
-def cover_features(predictor, split_path: str | Path, test_images: torch.Tensor,
+def cover_features(predictor, split_path: str | Path, store: str | Path, test_images,
                    progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """The checkpoint's backbone features of the train covers (rows in split.csv order) and of
     the test covers. A frozen backbone's train features come from the train stage's embedding
     cache when it holds them; otherwise they are computed (and cached for the next evaluate)."""
     ckpt = predictor.ckpt
-    data, _ = load_split(split_path, predictor.image_size, progress=progress)
+    data, _ = load_split(split_path, store, predictor.image_size, progress=progress)
     device = torch.device("cpu")
     feats = None
     config = ckpt.get("config") or {}
@@ -97,7 +97,7 @@ def cover_features(predictor, split_path: str | Path, test_images: torch.Tensor,
     model = predictor.model
     if feats is None:
         key = digest("eval-features", _state_digest(model), data.image_key)
-        train_images = data.images[data.train_idx]
+        train_images = take(data.images, data.train_idx)
         x_train, _ = embeddings.cached(key, lambda: embeddings.compute(
             model, train_images, device, progress=progress))
     else:

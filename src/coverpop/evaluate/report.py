@@ -7,7 +7,6 @@ import matplotlib
 matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt
 import pandas as pd
-from PIL import Image
 
 from coverpop.core.figures import save_png
 
@@ -45,8 +44,9 @@ def predictions_frame(test: pd.DataFrame, predicted) -> pd.DataFrame:
     return out
 
 
-def gallery(test: pd.DataFrame, predicted, path: str | Path, per_row: int = 8) -> None:
-    """Top row: the covers the model rates highest; bottom row: lowest. Titles: predicted/true."""
+def gallery(test: pd.DataFrame, predicted, store, path: str | Path, per_row: int = 8) -> None:
+    """Top row: the covers the model rates highest; bottom row: lowest. Titles: predicted/true.
+    `store`: the cover store (covers/store.py) holding the test covers."""
     df = test.assign(predicted=predicted).sort_values("predicted", ascending=False)
     k = min(per_row, len(df) // 2)
     rows = [("highest predicted", df.head(k)), ("lowest predicted", df.tail(k))]
@@ -54,7 +54,7 @@ def gallery(test: pd.DataFrame, predicted, path: str | Path, per_row: int = 8) -
     for r, (label, part) in enumerate(rows):
         for c, (_, row) in enumerate(part.iterrows()):
             ax = axes[r][c]
-            ax.imshow(Image.open(row["file"]).convert("RGB"))
+            ax.imshow(store.open(row["cover_id"]).convert("RGB"))
             ax.set_title(f"pred {row['predicted']:.0f} / true {row['popularity']:.0f}", fontsize=8)
             ax.axis("off")
         axes[r][0].text(-0.08, 0.5, label, transform=axes[r][0].transAxes, rotation=90,

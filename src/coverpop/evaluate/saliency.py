@@ -116,12 +116,11 @@ def save_gallery(images: Sequence[np.ndarray], cams: Sequence[np.ndarray],
     save_png(fig, path, dpi=110)
 
 
-def explain_test_covers(predictor, test, predicted, path: str | Path, n: int = 4) -> str:
+def explain_test_covers(predictor, test, predicted, store, path: str | Path, n: int = 4) -> str:
     """Grad-CAM overlays for the `n` best- and `n` worst-predicted test covers (by absolute
     error), saved as one PNG; returns the method used. `predictor` is a
-    coverpop.train.checkpoint.Predictor (its `.model` takes uint8 pixels and normalises itself)."""
-    from PIL import Image
-
+    coverpop.train.checkpoint.Predictor (its `.model` takes uint8 pixels and normalises itself);
+    `store`, the cover store holding the test covers."""
     from coverpop.train.data import to_uint8
 
     err = np.abs(np.asarray(predicted, dtype=float) - test["popularity"].to_numpy(dtype=float))
@@ -130,7 +129,7 @@ def explain_test_covers(predictor, test, predicted, path: str | Path, n: int = 4
     picks = [("best", i) for i in order[:n]] + [("worst", i) for i in order[::-1][:n]]
     covers, batch = [], []
     for _, i in picks:
-        with Image.open(test["file"].iloc[i]) as im:
+        with store.open(test["cover_id"].iloc[i]) as im:
             covers.append(np.asarray(im.convert("RGB")))
             batch.append(to_uint8(im, predictor.image_size))
     x = torch.from_numpy(np.stack(batch)).float()  # float so gradients can flow to the input

@@ -1,9 +1,9 @@
 """Covers as tensors: decoded and resized once per size (cached on disk), uint8, normalised per batch.
 
-Epochs never touch a JPEG: the first run at a given size decodes and resizes every cover into one
-uint8 array on disk, content-addressed by the covers' sha256, so every experiment, queue run and
-DDP rank shares it; later runs load it. Normalisation and augmentation run on whole batches on
-the training device.
+Epochs never touch a JPEG: each cover is decoded and resized once per size into the image cache
+on disk (image_cache.py: one uint8 record per cover, keyed by its sha256, memory-mapped), shared
+by every experiment, queue run and DDP rank. Normalisation and augmentation run on whole batches
+on the training device.
 """
 
 from __future__ import annotations
@@ -23,9 +23,10 @@ from PIL import Image
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from tqdm import tqdm
 
-from coverpop.core.atomic import atomic_path
-from coverpop.core.cache import cache_root
 from coverpop.core.errors import CoverpopError, file_problem
+from coverpop.covers.store import CoverStore
+from coverpop.train.image_cache import ImageSet, cached_images
+
 _DECODE_VERSION = "to_uint8-bilinear-v1"  # bump when to_uint8 changes: old caches then miss
 
 
@@ -53,17 +54,15 @@ def digest(*parts) -> str:
 
 
 def load_images(files: list[str | Path], size: int, progress: bool = True,
-                hashes: list[str] | None = None) -> torch.Tensor:
-    """N×3×size×size uint8. With `hashes` (the covers' sha256), decoded at most once per size:
-    the array is kept under cache_root() and served from there on later calls."""
-    path = None
+                hashes: list[str] | None = None) -> torch.Tensor | ImageSet:
+    """N×3×size×size uint8. With `hashes` (the covers' sha256): an ImageSet read from the image
+    cache, where each cover is decoded at most once per size (image_cache.py); without them, a
+    tensor decoded now."""
     if hashes is not None:
         if len(hashes) != len(files):
             raise ValueError("files and hashes differ in length")
-        key = digest(_DECODE_VERSION, size, list(hashes))
-        path = cache_root() / "images" / f"{size}px-{len(files)}-{key}.npy"
-        if path.is_file():
-            return torch.from_numpy(np.load(path))
+        return cached_images(hashes, (3, size, size), f"{_DECODE_VERSION}-{size}px",
+                             lambda i: _decode(files[i], size), progress)
     out = np.empty((len(files), 3, size, size), dtype=np.uint8)
     workers = min(4, os.cpu_count() or 1)
     with ThreadPoolExecutor(workers) as pool:  # PIL releases the GIL while decoding
@@ -71,19 +70,19 @@ def load_images(files: list[str | Path], size: int, progress: bool = True,
         for i, arr in enumerate(tqdm(decoded, total=len(files), desc=f"decode {size}px",
                                      unit="img", disable=not progress)):
             out[i] = arr
-    if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_path(path) as tmp:
-            with open(tmp, "wb") as f:
-                np.save(f, out)
     return torch.from_numpy(out)
+
+
+def take(images: torch.Tensor | ImageSet, rows: torch.Tensor) -> torch.Tensor | ImageSet:
+    """Rows of an image set; from the cache, nothing is read until a batch is asked for."""
+    return images.subset(rows) if isinstance(images, ImageSet) else images[rows]
 
 
 @dataclass
 class CoverTensors:
     """Ready inputs: uint8 images (N, 3, S, S), popularity 0–100, and which rows train/validate."""
 
-    images: torch.Tensor
+    images: torch.Tensor | ImageSet
     popularity: torch.Tensor
     train_idx: torch.Tensor
     val_idx: torch.Tensor
@@ -98,29 +97,48 @@ class CoverTensors:
                     self.val_idx, "blank-" + digest(tuple(self.images.shape)), blank_inputs=True)
 
 
-SPLIT_COLUMNS = ("file", "sha256", "popularity", "split")
+SPLIT_COLUMNS = ("cover_id", "sha256", "popularity", "split")
 
 
-def load_split(path: str | Path, image_size: int, splits=("train", "val"),
+def load_covers(store: str | Path | CoverStore, cover_ids: list[str], hashes: list[str], size: int,
+                progress: bool = True) -> ImageSet:
+    """Covers of the cover store (covers/store.py) by id, decoded once per size into the image
+    cache (keyed by their sha256)."""
+    store = store if isinstance(store, CoverStore) else CoverStore(store)
+
+    def decode(i: int) -> np.ndarray:
+        try:
+            with store.open(cover_ids[i]) as img:
+                return to_uint8(img, size)
+        except (OSError, ValueError) as err:
+            raise CoverpopError(f"{store.folder}: cover {cover_ids[i]}: cannot read image "
+                                f"({err})") from None
+    return cached_images(hashes, (3, size, size), f"{_DECODE_VERSION}-{size}px", decode, progress)
+
+
+def load_split(path: str | Path, store: str | Path | CoverStore, image_size: int, splits=("train", "val"),
                progress: bool = True) -> tuple[CoverTensors, pd.DataFrame]:
-    """data/split.csv → CoverTensors for the given splits (rows in file order) and those rows."""
+    """data/split.csv → CoverTensors for the given splits (rows in file order) and those rows;
+    the covers come from the cover store `store`."""
     path = Path(path)
     problem = file_problem(path)
     if problem:
         raise CoverpopError(f"{path}: {problem} (it is the dedupe_split stage's output: run "
                             "`dvc repro dedupe_split`)")
     df = pd.read_csv(path, dtype={"track_id": str, "cover_id": str, "album_id": str,
-                                  "sha256": str, "file": str}, keep_default_na=False)
+                                  "sha256": str}, keep_default_na=False)
     for col in SPLIT_COLUMNS:
         if col not in df.columns:
             raise CoverpopError(f"{path}: missing column '{col}'")
     rows = df[df["split"].isin(splits)].reset_index(drop=True)
     if not (rows["split"] == "train").any():
         raise CoverpopError(f"{path}: no rows with split=train")
-    missing = [f for f in rows["file"] if not Path(f).is_file()]
+    covers = store if isinstance(store, CoverStore) else CoverStore(store)
+    missing = [c for c in rows["cover_id"] if c not in covers]
     if missing:
-        raise CoverpopError(f"{path}: {len(missing)} cover files missing, first {missing[0]}")
-    images = load_images(list(rows["file"]), image_size, progress, hashes=list(rows["sha256"]))
+        raise CoverpopError(f"{path}: {len(missing)} covers not in {covers.folder}, first "
+                            f"{missing[0]} (run `dvc repro` from scrape_images)")
+    images = load_covers(covers, list(rows["cover_id"]), list(rows["sha256"]), image_size, progress)
     pop = torch.tensor(pd.to_numeric(rows["popularity"]).to_numpy(), dtype=torch.float32)
     train = torch.tensor(np.flatnonzero(rows["split"] == "train"), dtype=torch.long)
     val = torch.tensor(np.flatnonzero(rows["split"] == "val"), dtype=torch.long)
@@ -128,7 +146,7 @@ def load_split(path: str | Path, image_size: int, splits=("train", "val"),
     return CoverTensors(images, pop, train, val, key, hashes=list(rows["sha256"])), rows
 
 
-def dataset_mean_std(images: torch.Tensor, chunk: int = 256) -> tuple[tuple, tuple]:
+def dataset_mean_std(images: torch.Tensor | ImageSet, chunk: int = 256) -> tuple[tuple, tuple]:
     """Per-channel mean/std of uint8 images on the 0–1 scale (the train split's own statistics)."""
     total = torch.zeros(3, dtype=torch.float64)
     sq = torch.zeros(3, dtype=torch.float64)

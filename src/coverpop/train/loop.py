@@ -26,6 +26,7 @@ from coverpop.train.data import (
     augment,
     batch_grid,
     resolve_normalization,
+    take,
 )
 from coverpop.train.models import (
     TARGET_SCALE,
@@ -459,7 +460,7 @@ def run(cfg: TrainConfig, data: CoverTensors, live=None) -> tuple[FitResult, Fit
     Returns (result, blank result or None, checkpoint metadata)."""
     weights = resolve_weights(cfg.model, cfg.pretrained)
     mean, std = resolve_normalization(cfg.normalization, (weights.mean, weights.std),
-                                      data.images[data.train_idx])
+                                      take(data.images, data.train_idx))
     result = fit(cfg, data, weights, mean, std, live=live)
     blank = None
     if cfg.blank_baseline:

@@ -30,7 +30,7 @@ from threadpoolctl import threadpool_limits
 from coverpop.core.errors import CoverpopError
 from coverpop.train import distributed as dist
 from coverpop.train import embeddings
-from coverpop.train.data import CoverTensors, batch_grid, resolve_normalization
+from coverpop.train.data import CoverTensors, batch_grid, resolve_normalization, take
 from coverpop.train.loop import (
     FitResult,
     TrainConfig,
@@ -286,7 +286,7 @@ def run_probe(cfg: TrainConfig, data: CoverTensors, live=None
     cfg = dataclasses.replace(cfg, output="linear")  # the ridge fits popularity, not its logit
     weights = resolve_weights(cfg.model, cfg.pretrained)
     mean, std = resolve_normalization(cfg.normalization, (weights.mean, weights.std),
-                                      data.images[data.train_idx])
+                                      take(data.images, data.train_idx))
     result, ridge = fit_probe(cfg, data, weights, mean, std, live=live)
     if cfg.progress and dist.is_main():
         edge = " (at the edge of the grid)" if ridge.at_edge else ""
