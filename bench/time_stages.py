@@ -8,6 +8,7 @@ least). The sum is what `make repro` costs with `.venv` in place, plus one dvc s
     python bench/time_stages.py --work /tmp/coverpop-time                  # the demo as shipped
     python bench/time_stages.py --work /tmp/coverpop-time --rev 2a2f75a    # an older revision
     python bench/time_stages.py --work /tmp/coverpop-time --set train.epochs=1 --set data.demo.n_albums=100
+    python bench/time_stages.py --work /tmp/coverpop-time --smoke   # seconds: tiny data, first stages
 """
 
 from __future__ import annotations
@@ -67,9 +68,15 @@ def children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def time_stages(repo: Path, env: dict) -> list[tuple[str, float, float]]:
+SMOKE = {"data.demo.n_albums": 10, "select.n": 10}  # tiny data, and only the stages up to:
+SMOKE_UNTIL = "select_tracks"
+
+
+def time_stages(repo: Path, env: dict, until: str | None = None) -> list[tuple[str, float, float]]:
     rows = []
     for stage in yaml.safe_load((repo / "dvc.yaml").read_text())["stages"]:
+        if rows and rows[-1][0] == until:
+            break
         t0, c0 = time.perf_counter(), children_cpu()
         proc = subprocess.run(["dvc", "repro", "--single-item", stage], cwd=repo, env=env,
                               capture_output=True, text=True)
@@ -86,8 +93,11 @@ def main() -> None:
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="override a param (YAML value), e.g. train.epochs=1")
     ap.add_argument("--json", type=Path, help="also write the rows here")
+    ap.add_argument("--smoke", action="store_true",
+                    help=f"a check that this script works: tiny data, stages up to {SMOKE_UNTIL}")
     args = ap.parse_args()
-    sets = {k: yaml.safe_load(v) for k, v in (s.split("=", 1) for s in args.set)}
+    sets = {**(SMOKE if args.smoke else {}),
+            **{k: yaml.safe_load(v) for k, v in (s.split("=", 1) for s in args.set)}}
     repo, cache = args.work / "repo", args.work / "cache"
     export(args.rev, repo, sets)
     shutil.rmtree(cache, ignore_errors=True)
@@ -95,7 +105,7 @@ def main() -> None:
     env = {**os.environ, "COVERPOP_CACHE": str(cache), "DVC_NO_ANALYTICS": "1",
            "PATH": bin_dir + os.pathsep + os.environ.get("PATH", ""),
            "PYTHONPATH": str(repo / "src")}  # the exported code, not the venv's install
-    rows = time_stages(repo, env)
+    rows = time_stages(repo, env, SMOKE_UNTIL if args.smoke else None)
     load = os.getloadavg()[0]
     print(f"{'stage':<15}{'wall s':>9}{'CPU s':>9}   (load average {load:.1f}, "
           f"{os.cpu_count()} CPUs)")
