@@ -4,7 +4,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: install repro test
+.PHONY: install repro test test-fast
 
 # Re-install only when the dependency pins change; a no-op otherwise.
 $(STAMP): pyproject.toml constraints.txt
@@ -19,6 +19,10 @@ repro: install
 
 test: install
 	python -m pytest
+
+# For iteration: every test not marked slow (the slow ones run pipelines, S3, torchrun).
+test-fast: install
+	python -m pytest -m "not slow" -q
 
 .PHONY: push pull
 push: install  ## share data, models and the run-cache through the team's S3 remote

@@ -149,11 +149,26 @@ def tiny_repo(tmp_path) -> Path:
 
 
 @pytest.fixture(scope="session")
-def built_repo(tmp_path_factory) -> Path:
-    """One tiny repo after a full `dvc repro`, shared by tests that only read its outputs."""
-    repo = make_repo_copy(tmp_path_factory.mktemp("built") / "repo")
-    run(["dvc", "repro"], repo)
+def built_pristine(tmp_path_factory) -> Path:
+    """The tiny demo after one `dvc repro` from scratch (fresh repo, empty cover cache): built once
+    per session and never changed; tests take copies (built_repo, copy_built)."""
+    root = tmp_path_factory.mktemp("pristine")
+    repo = make_repo_copy(root / "repo")
+    run(["env", f"COVERPOP_CACHE={root / 'cache'}", "dvc", "repro"], repo)
     return repo
+
+
+@pytest.fixture(scope="session")
+def built_repo(built_pristine, tmp_path_factory) -> Path:
+    """One tiny repo after a full `dvc repro`, shared by tests that read its outputs."""
+    return copy_built(built_pristine, tmp_path_factory.mktemp("built") / "repo")
+
+
+def copy_built(pristine: Path, dest: Path) -> Path:
+    """A private copy of the built tiny repo (git, DVC cache, run-cache, outputs): what the
+    repo looks like right after a user's first `dvc repro`, without paying for it again."""
+    shutil.copytree(pristine, dest, symlinks=True)
+    return dest
 
 
 def pack_covers(store: Path, files: dict) -> dict:

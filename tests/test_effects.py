@@ -136,3 +136,45 @@ def test_adjusting_for_a_confounder_removes_a_spurious_effect():
     # saturation: 10 points over 0-1 uniform = 10 * SD(0.289) ≈ 2.9 points per SD
     assert adj["effects"]["saturation"]["coef"] == pytest.approx(2.9, abs=0.8)
     assert adj["effects"]["saturation"]["ci"][0] > 1.5
+
+
+def _scalar_ci(data, statistic, paired, seed=0, n=300):
+    """scipy's bootstrap one resample at a time (vectorized=False): the reference."""
+    from scipy import stats
+
+    ci = stats.bootstrap(data, statistic, paired=paired, vectorized=False, n_resamples=n,
+                         confidence_level=0.95, method="percentile",
+                         rng=np.random.default_rng(seed)).confidence_interval
+    return np.asarray([ci.low, ci.high]).T
+
+
+def test_batched_bootstrap_statistics_give_the_one_at_a_time_intervals():
+    """The CIs are computed on whole batches of resamples; they must equal scipy's bootstrap
+    with the textbook statistic applied to each resample in turn (scipy's own spearmanr,
+    mannwhitneyu, a LinearRegression refit), ties and a genre missing from a resample included."""
+    from scipy import stats
+    from sklearn.linear_model import LinearRegression
+
+    df = planted(n=300, seed=3)
+    df["genre"] = np.where(np.arange(300) < 2, "rare", np.where(np.arange(300) % 2, "pop", "rock"))
+    e = effects.analyze(df, ["face"], ["saturation"], covariates=["genre"], n_resamples=300)
+    pop, face = df["popularity"].to_numpy(), df["face"].to_numpy().astype(bool)
+    with_, without = pop[face], pop[~face]
+    b = e["effects"]["face"]
+    assert b["mean_diff_ci"] == pytest.approx(_scalar_ci(
+        (with_, without), lambda a, c: a.mean() - c.mean(), False), abs=1e-9)
+    u = stats.mannwhitneyu
+    assert b["cliffs_delta_ci"] == pytest.approx(_scalar_ci(
+        (with_, without), lambda a, c: 2 * u(a, c).statistic / (len(a) * len(c)) - 1, False),
+        abs=1e-9)
+    assert e["effects"]["saturation"]["spearman_ci"] == pytest.approx(_scalar_ci(
+        (df["saturation"].to_numpy(), pop), lambda x, y: stats.spearmanr(x, y).statistic, True),
+        abs=1e-9)
+    X = pd.concat([df[["face"]].astype(float),
+                   (df["saturation"] - df["saturation"].mean()) / df["saturation"].std(ddof=0),
+                   pd.get_dummies(df["genre"], prefix="genre", drop_first=True, dtype=float)],
+                  axis=1).to_numpy()
+    ref = _scalar_ci((np.arange(300),), lambda r: LinearRegression().fit(X[r], pop[r]).coef_[:2],
+                     False)
+    adjusted = e["adjusted"]["effects"]
+    assert [adjusted["face"]["ci"], adjusted["saturation"]["ci"]] == pytest.approx(ref, abs=1e-7)

@@ -15,14 +15,12 @@ def lock_hashes(repo) -> dict[tuple[str, str, str], str]:
             for kind in ("deps", "outs") for entry in body.get(kind, [])}
 
 
-def test_two_runs_from_scratch_give_the_same_bytes(tmp_path, monkeypatch):
-    repos = []
-    for name in ("first", "second"):
-        monkeypatch.setenv("COVERPOP_CACHE", str(tmp_path / f"cache-{name}"))  # nothing shared
-        repo = make_repo_copy((tmp_path / name).resolve().joinpath("repo"))
-        run(["dvc", "repro"], repo)
-        repos.append(repo)
-    first, second = (lock_hashes(r) for r in repos)
+def test_two_runs_from_scratch_give_the_same_bytes(built_pristine, tmp_path, monkeypatch):
+    # the first run is the session's shared one (its own folder and empty cache, conftest.py)
+    monkeypatch.setenv("COVERPOP_CACHE", str(tmp_path / "cache"))  # nothing shared
+    repo = make_repo_copy((tmp_path / "second").resolve().joinpath("repo"))
+    run(["dvc", "repro"], repo)
+    first, second = lock_hashes(built_pristine), lock_hashes(repo)
     assert set(first) == set(second)
     assert {stage for stage, _, _ in first} >= {"inputs", "fetch_csv", "select_tracks",
                                                "scrape_images", "dedupe_split", "train",

@@ -4,16 +4,15 @@ import json
 import time
 
 import pytest
-from conftest import make_repo_copy, run
+from conftest import copy_built, run
 from test_pipeline import experiments
 
 pytestmark = pytest.mark.slow
 
 
-def test_queue_a_tiny_grid_and_compare(tmp_path, monkeypatch):
+def test_queue_a_tiny_grid_and_compare(built_pristine, tmp_path, monkeypatch):
     monkeypatch.setenv("COVERPOP_CACHE", str(tmp_path / "cache"))  # shared by the queued runs
-    repo = make_repo_copy(tmp_path / "repo", {"train.epochs": 1, "train.blank_baseline": True})
-    run(["dvc", "repro"], repo)
+    repo = copy_built(built_pristine, tmp_path / "repo")  # the tiny demo after `dvc repro`
     run("git add -A && git -c user.name=t -c user.email=t@t commit -qm baseline", repo)
 
     run(["dvc", "exp", "run", "--queue", "-S", "model=resnet10t,test_resnet"], repo)

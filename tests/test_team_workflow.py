@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import BIN, make_repo_copy
+from conftest import BIN, copy_built
 from s3.dvc_cli import run, snapshot
 from s3.plugin import isolated_env
 
@@ -71,20 +71,20 @@ def exp_metrics(repo: Path, env: dict, name: str) -> dict:
     raise AssertionError(f"experiment {name} not in dvc exp show")
 
 
-def test_teammate_pulls_and_restores_instead_of_rerunning(s3_bucket, tmp_path):
+def test_teammate_pulls_and_restores_instead_of_rerunning(s3_bucket, built_pristine, tmp_path):
     server = s3_bucket.server
     origin = tmp_path / "origin.git"
     run(["git", "init", "-q", "--bare", "-b", "main", str(origin)], tmp_path, user_env())
 
     # 1. Author: the team's bucket in .dvc/config (committed), credentials from the env.
     author_env = user_env(**server.credentials_env())
-    author = make_repo_copy(_mkdir(tmp_path / "author"))
+    author = copy_built(built_pristine, tmp_path / "author")  # a fresh clone after `dvc repro`
     run(["git", "config", "user.name", "author"], author, author_env)
     run(["git", "config", "user.email", "author@coverpop.invalid"], author, author_env)
     run(["dvc", "remote", "modify", "storage", "url", s3_bucket.url()], author, author_env)
     run(["dvc", "remote", "modify", "storage", "endpointurl", server.endpoint], author,
         author_env)
-    run(["dvc", "repro"], author, author_env)
+    assert stages_run(run(["dvc", "repro"], author, author_env).stdout) == ["inputs"]
     run(["git", "add", "-A"], author, author_env)
     run(["git", "commit", "-qm", "baseline + team remote"], author, author_env)
     run(["git", "remote", "add", "origin", str(origin)], author, author_env)
@@ -153,8 +153,3 @@ def test_teammate_pulls_and_restores_instead_of_rerunning(s3_bucket, tmp_path):
     done = run(["dvc", "push"], mate, env, check=False)
     assert done.returncode != 0 and "NoSuchBucket" in done.stdout, done.stdout
     assert snapshot(mate) == before
-
-
-def _mkdir(path: Path) -> Path:
-    path.mkdir()
-    return path

@@ -311,6 +311,27 @@ def test_blank_baseline_runs_the_same_recipe_on_blank_inputs():
     assert run(cfg(blank_baseline=False, epochs=1), covers())[1] is None
 
 
+def test_blank_baseline_fits_the_head_on_one_black_cover(monkeypatch):
+    """On a constant input every network predicts one constant, so the baseline runs the backbone
+    once, on one black cover, and trains the head with the real run's recipe (lr and schedule of
+    a full fine-tuning run included), not a second full training."""
+    c = cfg(blank_baseline=True, epochs=3, loss="l1")  # the real run fine-tunes everything
+    data = covers()
+    w = resolve_weights(c.model, c.pretrained)
+    mean, std = resolve_normalization(c.normalization, (w.mean, w.std), data.images[data.train_idx])
+    real = fit(c, data, w, mean, std)
+    seen = []
+    features = CoverRegressor.features
+    monkeypatch.setattr(CoverRegressor, "features",
+                        lambda self, x: seen.append(x.detach().clone()) or features(self, x))
+    blank = fit(loop.blank_config(c), data.blank(), w, mean, std)
+    assert len(seen) == 1 and seen[0].shape[0] == 1 and seen[0].abs().max() == 0
+    assert [r["lr"] for r in blank.history] == pytest.approx([r["lr"] for r in real.history])
+    assert np.ptp(blank.val_pred) < 1e-6
+    start = math.log(blank.train_mean / (100 - blank.train_mean))  # the bias at init
+    assert float(blank.model.head.bias.detach()) != pytest.approx(start, abs=1e-4)  # it learnt
+
+
 def test_blank_shortcut_matches_training_on_a_full_blank_batch():
     """The blank baseline runs two copies per step; a real all-black batch must agree."""
     data = covers(n=48)

@@ -10,8 +10,6 @@ correction across all features of one analysis, because many features are tested
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import pandas as pd
 from scipy import stats
@@ -21,28 +19,38 @@ CONFIDENCE = 0.95
 
 def _bootstrap_ci(data: tuple, statistic, paired: bool, n_resamples: int, seed: int
                   ) -> tuple[float, float]:
-    res = stats.bootstrap(data, statistic, paired=paired, vectorized=False,
+    """Percentile 95 % CI. `statistic` takes whole batches of resamples (`axis`), so scipy scores
+    them in a few numpy calls instead of one Python call per resample: same resamples, same CI."""
+    res = stats.bootstrap(data, statistic, paired=paired, vectorized=True,
                           n_resamples=n_resamples, confidence_level=CONFIDENCE,
                           method="percentile", rng=np.random.default_rng(seed))
     lo, hi = res.confidence_interval
     return float(lo), float(hi)
 
 
-def cohens_d(a: np.ndarray, b: np.ndarray) -> float:
-    """Standardised mean difference (a − b) / pooled SD."""
-    na, nb = len(a), len(b)
-    pooled = ((na - 1) * np.var(a, ddof=1) + (nb - 1) * np.var(b, ddof=1)) / (na + nb - 2)
-    return float((np.mean(a) - np.mean(b)) / math.sqrt(pooled)) if pooled > 0 else 0.0
+def _scalar(x):
+    """A 0-d result as a float; a batch (bootstrap resamples) as it is."""
+    return float(x) if np.ndim(x) == 0 else x
 
 
-def cliffs_delta(a: np.ndarray, b: np.ndarray) -> float:
+def cohens_d(a: np.ndarray, b: np.ndarray, axis: int = -1):
+    """Standardised mean difference (a − b) / pooled SD (along `axis`: one per resample)."""
+    na, nb = np.shape(a)[axis], np.shape(b)[axis]
+    pooled = ((na - 1) * np.var(a, axis=axis, ddof=1)
+              + (nb - 1) * np.var(b, axis=axis, ddof=1)) / (na + nb - 2)
+    diff = np.mean(a, axis=axis) - np.mean(b, axis=axis)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return _scalar(np.where(pooled > 0, diff / np.sqrt(pooled), 0.0))
+
+
+def cliffs_delta(a: np.ndarray, b: np.ndarray, axis: int = -1):
     """P(a > b) − P(a < b), from the Mann–Whitney U statistic (ties count half)."""
-    u = stats.mannwhitneyu(a, b, alternative="two-sided").statistic
-    return float(2 * u / (len(a) * len(b)) - 1)
+    u = stats.mannwhitneyu(a, b, alternative="two-sided", axis=axis).statistic
+    return _scalar(2 * u / (np.shape(a)[axis] * np.shape(b)[axis]) - 1)
 
 
-def _mean_diff(a, b):
-    return float(np.mean(a) - np.mean(b))
+def _mean_diff(a, b, axis: int = -1):
+    return _scalar(np.mean(a, axis=axis) - np.mean(b, axis=axis))
 
 
 def binary_effect(popularity, flag, n_resamples: int = 2000, seed: int = 0) -> dict:
@@ -59,15 +67,21 @@ def binary_effect(popularity, flag, n_resamples: int = 2000, seed: int = 0) -> d
     for name, fn in (("mean_diff", _mean_diff), ("cohens_d", cohens_d),
                      ("cliffs_delta", cliffs_delta)):
         lo, hi = _bootstrap_ci((with_, without), fn, False, n_resamples, seed)
-        out[name] = fn(with_, without)
+        out[name] = float(fn(with_, without))
         out[f"{name}_ci"] = [lo, hi]
     out["p_value"] = float(stats.mannwhitneyu(with_, without, alternative="two-sided").pvalue)
     out["test"] = "Mann-Whitney U, two-sided"
     return out
 
 
-def _spearman(x, y):
-    return float(stats.spearmanr(x, y).statistic)
+def _spearman(x, y, axis: int = -1):
+    """Spearman's rho along `axis` (Pearson's r of the ranks, ties averaged): what
+    stats.spearmanr gives for one pair, for a batch of resampled pairs at once."""
+    rx, ry = (stats.rankdata(v, axis=axis) for v in (x, y))
+    rx = rx - rx.mean(axis=axis, keepdims=True)
+    ry = ry - ry.mean(axis=axis, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):  # a constant resample: nan, as scipy
+        return _scalar((rx * ry).sum(axis) / np.sqrt((rx * rx).sum(axis) * (ry * ry).sum(axis)))
 
 
 def continuous_effect(popularity, values, n_resamples: int = 2000, seed: int = 0) -> dict:
@@ -171,14 +185,26 @@ def adjusted_effects(table: pd.DataFrame, binary: list[str], continuous: list[st
     if len(y) <= X.shape[1] + 2:
         return {"note": "too few covers for the number of features and covariates"}
 
-    def coefs(rows):
-        return LinearRegression().fit(X[rows], y[rows]).coef_[:len(features)]
+    def coefs(rows, axis=-1):
+        """The features' coefficients for each resample (a row of `rows`): a resample is the
+        least-squares fit weighted by how often each cover was drawn, solved on its p × p
+        normal equations (min-norm, as lstsq, when a resample lacks a genre) instead of
+        refitting LinearRegression on n rows per resample."""
+        rows = np.atleast_2d(rows)
+        out = np.empty((len(features), len(rows)))
+        for k, drawn in enumerate(rows):
+            w = np.bincount(drawn, minlength=len(y)).astype(float)
+            xc = X - w @ X / w.sum()
+            yc = y - w @ y / w.sum()
+            gram, rhs = xc.T @ (xc * w[:, None]), xc.T @ (w * yc)
+            out[:, k] = np.linalg.lstsq(gram, rhs, rcond=None)[0][:len(features)]
+        return out
 
     rows = np.arange(len(y))
-    ci = stats.bootstrap((rows,), coefs, vectorized=False, n_resamples=n_resamples,
+    ci = stats.bootstrap((rows,), coefs, vectorized=True, n_resamples=n_resamples,
                          confidence_level=CONFIDENCE, method="percentile",
                          rng=np.random.default_rng(seed)).confidence_interval
-    point = coefs(rows)
+    point = LinearRegression().fit(X, y).coef_[:len(features)]
     return {"covariates": list(covariates), "n": int(len(y)),
             "effects": {f: {"coef": float(point[i]), "ci": [float(ci.low[i]), float(ci.high[i])],
                             "unit": "points for having it" if f in binary else "points per SD"}

@@ -1,7 +1,7 @@
 """Interpretable cover features: faces, colour, brightness, hue and a large-text heuristic.
 
-Every feature is computed on the cover resized to WORK_SIZE px (longest side), so covers stored
-at different sizes give comparable numbers. The face detector is OpenCV's Haar frontal-face
+Every feature is computed on the cover resized to WORK_SIZE px (longest side; faces on a
+FACE_SIZE copy), so covers stored at different sizes give comparable numbers. The face detector is OpenCV's Haar frontal-face
 cascade (the "alt2" variant: on pasted-face test covers it found every face with no false
 alarms, where "default" missed some), whose model ships inside `opencv-python-headless<5`.
 """
@@ -25,6 +25,10 @@ from coverpop.core.errors import CoverpopError
 from coverpop.covers.store import CoverStore
 
 WORK_SIZE = 300
+# Faces are searched on a copy this size (longest side): a third of the cost of 300 px. On 900
+# demo covers: recall 0.86 (0.85 at 300 px), precision 1.0 at both; the price is the smallest
+# face counted, 13 % of the side instead of 8 %.
+FACE_SIZE = 150
 # Six 60°-wide hue families, centred on the primaries/secondaries (red spans 330°–30°).
 HUE_NAMES = ("red", "yellow", "green", "cyan", "blue", "magenta")
 FEATURES = ("faces", "face_area", "colourfulness", "brightness", "saturation",
@@ -65,13 +69,18 @@ def to_rgb_array(image: Image.Image | np.ndarray, size: int = WORK_SIZE) -> np.n
 
 
 def detect_faces(rgb: np.ndarray) -> np.ndarray:
-    """Face boxes (x, y, w, h) found by the Haar cascade; faces under 8 % of the short side are
-    ignored (on a 300 px cover those are specks, and they are where false positives live)."""
+    """Face boxes (x, y, w, h, in `rgb`'s pixels) found by the Haar cascade on a FACE_SIZE copy.
+    The cascade's smallest window (20 px) is then 13 % of the cover's side: smaller faces (a
+    crowd, specks, where false positives live) are not counted."""
+    scale = min(1.0, FACE_SIZE / max(rgb.shape[:2]))
+    if scale < 1:
+        size = (max(1, round(rgb.shape[1] * scale)), max(1, round(rgb.shape[0] * scale)))
+        rgb = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
     gray = cv2.equalizeHist(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY))
     min_side = max(12, int(0.08 * min(gray.shape)))
     boxes = _face_cascade().detectMultiScale(gray, scaleFactor=1.1, minNeighbors=5,
                                              minSize=(min_side, min_side))
-    return np.asarray(boxes, dtype=int).reshape(-1, 4)
+    return (np.asarray(boxes, dtype=float).reshape(-1, 4) / scale).round().astype(int)
 
 
 def colourfulness(rgb: np.ndarray) -> float:

@@ -1,7 +1,8 @@
 """The training loop: plain PyTorch, top to bottom, every recipe knob a field of TrainConfig.
 
 `fit` trains one model on ready uint8 images (see `data.load_images`); `run` adds the sanity
-baseline (the same recipe on blank inputs) that the train stage reports next to the real metrics.
+baseline (the same head and recipe on blank inputs, `blank_config`) that the train stage reports
+next to the real metrics.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import copy
 import math
 import os
 import time
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 
 import numpy as np
 import torch
@@ -465,9 +466,20 @@ def run(cfg: TrainConfig, data: CoverTensors, live=None) -> tuple[FitResult, Fit
     blank = None
     if cfg.blank_baseline:
         if cfg.progress and dist.is_main():
-            print("blank baseline: the same model and recipe on all-black covers", flush=True)
-        blank = fit(cfg, data.blank(), weights, mean, std)
+            print("blank baseline: the same head and recipe on a black cover's features", flush=True)
+        blank = fit(blank_config(cfg), data.blank(), weights, mean, std)
     return result, blank, checkpoint_meta(cfg, result, weights, mean, std)
+
+
+def blank_config(cfg: TrainConfig) -> TrainConfig:
+    """The recipe of the input-independent baseline (Karpathy's check: what does the model get
+    from the targets alone?). On one constant input every network predicts one constant, so a
+    second full training buys nothing: the backbone, at its starting weights, runs once on a
+    black cover and only the head trains on that one vector, with the real run's loss, output,
+    lr, weight decay, schedule, epochs and batches. What it reaches is the best constant the
+    recipe can learn."""
+    return replace(cfg, freeze_backbone=True, augment=False,
+                   frozen_lr=cfg.frozen_lr if cfg.freeze_backbone else cfg.lr)
 
 
 def checkpoint_meta(cfg: TrainConfig, result: FitResult, weights: Weights, mean, std) -> dict:
