@@ -174,8 +174,11 @@ def _check_words(words: list[str], inline: bool) -> str | None:
 
 
 def _value_for(word: str) -> str:
-    """A placeholder stands for some value (`<experiment>` -> x; `key=<value>` stays for -S)."""
-    return "x" if PLACEHOLDER.match(word) else word
+    """A placeholder stands for some value (`<experiment>` -> x; `key=<value>` stays for -S); a
+    shell variable ($NODE_RANK, ${PORT}) for a number, which every option that takes one accepts."""
+    if PLACEHOLDER.match(word):
+        return "x"
+    return re.sub(r"\$\{?[A-Z_][A-Z0-9_]*\}?", "1", word)
 
 
 # dvc

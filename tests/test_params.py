@@ -156,7 +156,7 @@ def test_checks_across_keys_of_a_section(tmp_path):
     assert "bottom_quantile=0.9 must be below top_quantile=0.8" in \
         load_error(tmp_path, with_value("analyze.bottom_quantile", 0.9))
     assert load_error(tmp_path, with_value("evaluate.cv_folds", 1)) == \
-        "params.yaml: evaluate.cv_folds=1 must be an integer >= 2"
+        "evaluate.cv_folds=1 must be an integer >= 2"
 
 
 @pytest.mark.parametrize("key, line", [

@@ -106,7 +106,8 @@ def stage(cwd: Path, fake: FakeSpotify, ids: list[str], disk: Disk):
     env = {**os.environ, **fake.env(), **disk.env,
            "PYTHONPATH": os.pathsep.join([str(FAULTS), str(REPO / "src")])}
     proc = subprocess.run([sys.executable, str(REPO / "stages" / "scrape_images.py"),
-                           "selected.csv", "images.csv", "data/covers", "data/manifest.csv"],
+                           "selected.csv", "images.csv", "data/covers", "data/manifest.csv",
+                           "data/shards"],
                           cwd=cwd, env=env, capture_output=True, text=True, timeout=120)
     return proc.returncode, proc.stdout, proc.stderr
 

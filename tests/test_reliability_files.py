@@ -126,7 +126,7 @@ def test_a_local_csv_with_a_nul_byte_runs_through_the_stages(tmp_path, hostile):
                          ("fetch_csv", ["tracks.json", "tracks.csv"]),
                          ("select_tracks", ["tracks.csv", "selected.csv"]),
                          ("scrape_images", ["selected.csv", "images.csv", "covers",
-                                            "manifest.csv"])]:
+                                            "manifest.csv", "shards"])]:
         proc = subprocess.run([sys.executable, str(REPO / "stages" / f"{script}.py"), *args],
                               cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
         assert proc.returncode == 0 and "Traceback" not in proc.stderr, (script, proc.stderr)

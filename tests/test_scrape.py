@@ -103,10 +103,8 @@ def test_stop_keeps_finished_work_and_next_run_completes(tmp_path, tracks):
 
 
 def manifest_bytes(records: list[dict], root: Path) -> bytes:
-    """The manifest as the stage writes it, with paths relative to the covers folder."""
-    frame = manifest_frame(records)
-    frame["file"] = frame["file"].str.replace(str(root), "", regex=False)
-    return frame.to_csv(index=False, lineterminator="\n").encode()
+    """The manifest as the stage writes it (no paths in it: covers are named by id)."""
+    return manifest_frame(records).to_csv(index=False, lineterminator="\n").encode()
 
 
 def test_every_cover_gets_its_perceptual_hash_once_where_it_is_stored(tmp_path, tracks,
