@@ -7,6 +7,7 @@ contiguous batch-128 pass of the same backbone in the same run, and the largest 
 the features (channels_last must give the same numbers).
 
     PYTHONPATH=src nice -n 10 python bench/bench_feature_pass.py --covers 96
+    PYTHONPATH=src python bench/bench_feature_pass.py --smoke   # seconds, tiny data: still runs?
 """
 
 from __future__ import annotations
@@ -28,7 +29,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--covers", type=int, default=96)
     ap.add_argument("--backbones", nargs="+", default=["lite0"], choices=list(BACKBONES))
+    ap.add_argument("--smoke", action="store_true",
+                    help="seconds, tiny data: does it still run? (4 covers, lite0)")
     args = ap.parse_args()
+    if args.smoke:
+        args.covers, args.backbones = 4, ["lite0"]
     print(f"torch threads: {torch.get_num_threads()}; {args.covers} covers\n")
     print("| backbone | layout, batch | CPU s | vs contiguous, 128 | max |Δ features| |")
     print("|---|---|---|---|---|")

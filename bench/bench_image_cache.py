@@ -4,6 +4,7 @@ embeddings do). Not a test: the figures go to docs/training.md.
 
     python bench/bench_image_cache.py --n 40000 --size 128
     PYTHONPATH=/path/to/old/src python bench/bench_image_cache.py ...   # the same on other code
+    python bench/bench_image_cache.py --smoke    # seconds, tiny data: does it still run?
 
 Each phase runs in a fresh process and reports its peak RSS (ru_maxrss) next to the same
 process's RSS after its imports (the baseline: torch alone is a few hundred MB), and its CPU
@@ -64,8 +65,19 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=128)
     ap.add_argument("--covers", default="", help="folder for the synthetic covers (kept)")
     ap.add_argument("--json", help="also write the figures here")
+    ap.add_argument("--smoke", action="store_true",
+                    help="seconds, tiny data: does it still run? (8 covers at 32 px, all temporary)")
     args = ap.parse_args()
+    if args.smoke:
+        args.n, args.size, args.covers = 8, 32, ""
     work = Path(tempfile.mkdtemp(prefix="coverpop-bench-cache-"))
+    try:
+        measure(args, work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)   # the cache (and covers unless --covers)
+
+
+def measure(args, work: Path) -> None:
     covers = Path(args.covers) if args.covers else work / "covers"
     t0 = time.perf_counter()
     files = make_covers(covers, args.n, args.size)
@@ -86,7 +98,6 @@ def main() -> None:
     print(json.dumps(out, indent=2))
     if args.json:
         Path(args.json).write_text(json.dumps(out, indent=2))
-    shutil.rmtree(work, ignore_errors=True)   # the cache (and covers unless --covers)
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ the demo's *planted* cover truth, mean ± sd over seeds, and the CPU seconds of 
 
     PYTHONPATH=src python bench/bench_real_covers.py --only ridge   # the workspaces (+ analyze)
     PYTHONPATH=src nice -n 10 python bench/bench_oof_features.py --work /tmp/bench-real-covers
+    PYTHONPATH=src python bench/bench_oof_features.py --smoke   # seconds: one tiny workspace
 
 Features are cached per cover (`embeddings.by_content`, COVERPOP_CACHE, default --work/cache),
 so a rerun scores without recomputing, and the pipeline's runs on the same covers reuse them.
@@ -23,6 +24,7 @@ import json
 import os
 import resource
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -55,6 +57,10 @@ VARIANTS = {
 }
 # What to compute, cheapest first: an interrupted run has scored the cheap variants.
 JOBS = [("lite0", False), ("lite1", False), ("lite0", True), ("lite2", False)]
+# --smoke: one tiny weak demo (bench_real_covers.workspace, the real stage scripts), lite0 and
+# its flips, 2 folds, in a temporary --work
+SMOKE_DEMO = ["data.demo.effects=weak", "data.demo.n_albums=24", "select.n=48", "scrape.size=64",
+              "scrape.workers=2"]
 
 
 def kept_rows(ws: Path) -> pd.DataFrame:
@@ -141,7 +147,23 @@ def main() -> None:
     ap.add_argument("--backbones", nargs="*", default=list(BACKBONES),
                     help="compute only these (the rest: scored when cached)")
     ap.add_argument("--no-flips", action="store_true", help="no mirror-image pass")
+    ap.add_argument("--smoke", action="store_true",
+                    help="seconds, tiny data: does it still run? (one tiny workspace, lite0)")
     args = ap.parse_args()
+    if not args.smoke:
+        return measure(args)
+    sys.path.insert(0, str(Path(__file__).parent))
+    import bench_real_covers as rc   # builds the workspaces this bench reads
+
+    args.seeds, args.folds, args.backbones = [0], 2, ["lite0"]
+    with tempfile.TemporaryDirectory(prefix="coverpop-bench-oof-") as work:
+        args.work = Path(work)
+        os.environ["COVERPOP_CACHE"] = str(args.work / "cache")
+        rc.workspace(args.work, 0, args.work / "cache", SMOKE_DEMO)
+        measure(args)
+
+
+def measure(args) -> None:
     os.environ.setdefault("COVERPOP_CACHE", str(args.work / "cache"))
     torch.set_num_threads(min(2, os.cpu_count() or 1))
     cpu_log = args.work / "feature_cpu.json"

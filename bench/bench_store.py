@@ -15,6 +15,9 @@ push: N synthetic 300 px covers as shards, `dvc push` and a teammate's `dvc pull
 s3api on 127.0.0.1 (tests/s3/swift_server.py, or COVERPOP_S3_ENDPOINT); baselines from the same
 run: plain boto3 upload/download of the same shard files (the bytes) and of the covers as one
 object each (the per-object cost the shards avoid).
+
+    python bench/bench_store.py --smoke   # seconds, tiny data: does it still run? (push only
+                                          # against COVERPOP_S3_ENDPOINT: without it, skipped)
 """
 
 from __future__ import annotations
@@ -145,7 +148,16 @@ def main() -> None:
     ap.add_argument("--push-covers", type=int, default=5000)
     ap.add_argument("--skip", choices=["status", "push"], action="append", default=[])
     ap.add_argument("--json", type=Path)
+    ap.add_argument("--smoke", action="store_true",
+                    help="seconds, tiny data: does it still run? (20 covers, 10 in the old layout, "
+                         "5 pushed; push skipped unless COVERPOP_S3_ENDPOINT names a server)")
     args = ap.parse_args()
+    if args.smoke:
+        args.status_covers, args.old_status_covers, args.push_covers = 20, 10, 5
+        if not os.environ.get("COVERPOP_S3_ENDPOINT") and "push" not in args.skip:
+            print("smoke: no COVERPOP_S3_ENDPOINT, push skipped (it would start a server)",
+                  flush=True)
+            args.skip.append("push")
     work = Path(tempfile.mkdtemp(prefix="coverpop-bench-store-"))
     started = None
     out = {}

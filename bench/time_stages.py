@@ -4,63 +4,33 @@ Exports this working tree (or `--rev`) into a fresh git repo with an empty cover
 `dvc repro --single-item STAGE` for each stage of dvc.yaml in order and prints, per stage, the wall
 seconds and the CPU seconds of dvc and its children (CPU time is what a busy machine disturbs
 least). The sum is what `make repro` costs with `.venv` in place, plus one dvc start-up per stage.
+The params: `--rev`'s own params.yaml, or for the working tree the schema's defaults (never the
+workspace's params.yaml, which an experiment may have changed), then the `--set`s.
 
     python bench/time_stages.py --work /tmp/coverpop-time                  # the demo as shipped
     python bench/time_stages.py --work /tmp/coverpop-time --rev 2a2f75a    # an older revision
     python bench/time_stages.py --work /tmp/coverpop-time --set train.epochs=1 --set data.demo.n_albums=100
-    python bench/time_stages.py --work /tmp/coverpop-time --smoke   # seconds: tiny data, first stages
+    python bench/time_stages.py --smoke   # seconds: tiny data, first stages, a temporary --work
 """
 
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import os
 import resource
 import shutil
 import subprocess
 import sys
-import tarfile
+import tempfile
 import time
 from pathlib import Path
 
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
-SKIP = ("data/", "models/", "metrics/")  # outputs: the copy builds its own
-
-
-def export(rev: str | None, dest: Path, sets: dict) -> None:
-    """The tracked files of `rev` (None: the working tree) into dest, as a fresh git repo."""
-    shutil.rmtree(dest, ignore_errors=True)
-    dest.mkdir(parents=True)
-    if rev:
-        blob = subprocess.run(["git", "archive", "--format=tar", rev], cwd=ROOT,
-                              capture_output=True, check=True).stdout
-        with tarfile.open(fileobj=io.BytesIO(blob)) as tar:
-            tar.extractall(dest, members=[m for m in tar.getmembers()
-                                          if not m.name.startswith(SKIP)], filter="data")
-    else:
-        names = subprocess.run(["git", "ls-files", "-z", "--cached", "--others",
-                                "--exclude-standard"], cwd=ROOT, capture_output=True,
-                               check=True).stdout.decode().split("\0")
-        for name in filter(None, names):
-            if (ROOT / name).is_file() and not name.startswith(SKIP):
-                (dest / name).parent.mkdir(parents=True, exist_ok=True)
-                shutil.copy2(ROOT / name, dest / name)
-    (dest / "dvc.lock").unlink(missing_ok=True)
-    params = yaml.safe_load((dest / "params.yaml").read_text())
-    for dotted, value in sets.items():
-        node, (*parents, leaf) = params, dotted.split(".")
-        for key in parents:
-            node = node[key]
-        node[leaf] = value
-    (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    git = ["git", "-c", "user.name=bench", "-c", "user.email=bench@coverpop"]
-    for cmd in (["git", "init", "-q", "-b", "main"], [*git, "add", "-A"],
-                [*git, "commit", "-qm", "export"]):
-        subprocess.run(cmd, cwd=dest, check=True, capture_output=True)
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+# the export of bench_noop_repro: rev's params.yaml, or for the working tree the schema's defaults
+from bench_noop_repro import export  # noqa: E402
 
 
 def children_cpu() -> float:
@@ -88,7 +58,8 @@ def time_stages(repo: Path, env: dict, until: str | None = None) -> list[tuple[s
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--work", type=Path, required=True, help="scratch folder (replaced)")
+    ap.add_argument("--work", type=Path,
+                    help="scratch folder (replaced); required unless --smoke (then a temporary one)")
     ap.add_argument("--rev", help="git revision to time instead of the working tree")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="override a param (YAML value), e.g. train.epochs=1")
@@ -96,10 +67,20 @@ def main() -> None:
     ap.add_argument("--smoke", action="store_true",
                     help=f"a check that this script works: tiny data, stages up to {SMOKE_UNTIL}")
     args = ap.parse_args()
+    if args.work is None and not args.smoke:
+        ap.error("--work is required unless --smoke")
+    if args.work is not None:
+        return measure(args)
+    with tempfile.TemporaryDirectory(prefix="coverpop-time-stages-") as work:
+        args.work = Path(work)
+        measure(args)
+
+
+def measure(args) -> None:
     sets = {**(SMOKE if args.smoke else {}),
             **{k: yaml.safe_load(v) for k, v in (s.split("=", 1) for s in args.set)}}
     repo, cache = args.work / "repo", args.work / "cache"
-    export(args.rev, repo, sets)
+    export(args.rev, repo, {tuple(k.split(".")): v for k, v in sets.items()})
     shutil.rmtree(cache, ignore_errors=True)
     bin_dir = str(Path(sys.executable).parent)
     env = {**os.environ, "COVERPOP_CACHE": str(cache), "DVC_NO_ANALYTICS": "1",
