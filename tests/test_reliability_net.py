@@ -326,3 +326,23 @@ def test_ctrl_c_stops_a_stage_busy_in_c_code_within_two_seconds(tmp_path):
     assert time.monotonic() - start < 2.5 and proc.returncode == 130
     assert err.strip().splitlines() == ["interrupted: finished work is kept; run the stage again "
                                         "to resume"]
+
+
+def test_a_request_finishing_as_its_deadline_falls_leaves_the_watchdog_free():
+    """The race CI once hung on: the request finished (guard.finish()) just as the watchdog
+    found its deadline passed. fire() then does nothing; the watchdog must drop the guard, not
+    look at it again and again while holding the lock that remove() waits for."""
+    from coverpop.core.net import Guard, Watchdog
+
+    guard = Guard(0.01)
+    guard.finish()                            # finished, not yet removed: the window of the race
+    time.sleep(0.02)
+    assert guard.expire(time.monotonic()) is True and not guard.fired
+    watchdog = Watchdog()
+    late = Guard(0.01)
+    watchdog.add(late)
+    late.finish()
+    time.sleep(0.05)                          # the watchdog looks at the due, finished guard
+    done = threading.Event()
+    threading.Thread(target=lambda: (watchdog.remove(late), done.set()), daemon=True).start()
+    assert done.wait(5), "remove() blocked: the watchdog spins on a finished guard"

@@ -193,7 +193,10 @@ class Guard:
 
     def expire(self, now: float) -> bool:
         """The watchdog's look at a due guard: fire it, or move its rate window on. True when
-        it fired."""
+        there is nothing more to watch: it fired, or its request finished meanwhile (fire() then
+        does nothing, and a finished guard left due would be looked at again at once, forever)."""
+        if self._done:
+            return True
         if now >= self.deadline:
             self.fire("deadline")
         elif now >= self._window_end:
@@ -201,7 +204,7 @@ class Guard:
                 self.fire("slow")
             else:
                 self._window_start_bytes, self._window_end = self.received, now + self.window
-        return self.fired
+        return self.fired or self._done
 
     def describe(self, seconds: float) -> str:
         """Why it fired, for messages."""
