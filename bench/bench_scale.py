@@ -27,7 +27,6 @@ import json
 import math
 import os
 import re
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -38,6 +37,8 @@ import numpy as np
 import pandas as pd
 import yaml
 from PIL import Image
+
+from bench_noop_repro import export  # noqa: E402  (the same copy of the checkout)
 
 REPO = Path(__file__).resolve().parents[1]
 STAGES = ["inputs", "fetch_csv", "select_tracks", "scrape_images", "dedupe_split", "train",
@@ -78,24 +79,9 @@ def make_covers(folder: Path, n: int, size: int, near: float, seed: int = 0) -> 
 
 
 def scratch_repo(dest: Path, params: dict) -> Path:
-    """This checkout's tracked files (as in the working tree, no data or outputs) with params."""
-    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-                            cwd=REPO, capture_output=True, check=True).stdout.decode().split("\0")
-    for name in filter(None, listed):
-        src = REPO / name
-        if src.is_file() and not name.startswith(("data/", "models/", "metrics/")):
-            (dest / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src, dest / name)
-    (dest / "dvc.lock").unlink(missing_ok=True)
-    path = dest / "params.yaml"
-    doc = yaml.safe_load(path.read_text())
-    for dotted, value in params.items():
-        node = doc
-        *parents, leaf = dotted.split(".")
-        for key in parents:
-            node = node.setdefault(key, {})
-        node[leaf] = value
-    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    """This checkout's tracked files (as in the working tree, no data or outputs) as a fresh git
+    repo, with the schema's defaults and `params` (dotted keys) as its params.yaml."""
+    export(None, dest, {tuple(k.split(".")): v for k, v in params.items()})
     return dest
 
 

@@ -39,7 +39,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "bench"))
 from s3 import swift_server  # noqa: E402
 from s3.plugin import S3Server, isolated_env  # noqa: E402
-from team_remote import boto3_baseline, git, write_covers  # noqa: E402
+from team_remote import boto3_baseline, git, s3_server, write_covers  # noqa: E402
 from team_remote import dvc as dvc_wall  # noqa: E402
 
 from coverpop.covers.store import pack  # noqa: E402
@@ -166,14 +166,7 @@ def main() -> None:
             out["status"] = bench_status(work, args.status_covers, args.old_status_covers)
             print(json.dumps(out["status"]), flush=True)
         if "push" not in args.skip:
-            if os.environ.get("COVERPOP_S3_ENDPOINT"):
-                server = S3Server(os.environ["COVERPOP_S3_ENDPOINT"],
-                                  os.environ.get("AWS_ACCESS_KEY_ID", swift_server.ACCESS_KEY),
-                                  os.environ.get("AWS_SECRET_ACCESS_KEY", swift_server.SECRET_KEY))
-            else:
-                started = work / "swift"
-                state = swift_server.start(started)
-                server = S3Server(state["endpoint"], state["access_key"], state["secret_key"])
+            server, started = s3_server(work)
             out["push"] = bench_push(server, work, args.push_covers)
             print(json.dumps(out["push"]), flush=True)
         if args.json:

@@ -189,6 +189,17 @@ def bench_status(work: Path, m: int) -> dict:
             "status_vs_walk": round(status2_s / walk_s, 1)}
 
 
+def s3_server(work: Path) -> tuple[S3Server, Path | None]:
+    """The S3 server COVERPOP_S3_ENDPOINT names, else a Swift started under work/swift; with the
+    folder to stop afterwards (None when the server was already running)."""
+    if os.environ.get("COVERPOP_S3_ENDPOINT"):
+        return S3Server(os.environ["COVERPOP_S3_ENDPOINT"],
+                        os.environ.get("AWS_ACCESS_KEY_ID", swift_server.ACCESS_KEY),
+                        os.environ.get("AWS_SECRET_ACCESS_KEY", swift_server.SECRET_KEY)), None
+    state = swift_server.start(work / "swift")
+    return S3Server(state["endpoint"], state["access_key"], state["secret_key"]), work / "swift"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--covers", type=int, default=5000)
@@ -204,14 +215,7 @@ def main() -> None:
         args.covers, args.status_files, args.source, args.out = 5, 20, "synthetic", work / "out"
     started = None
     try:
-        if os.environ.get("COVERPOP_S3_ENDPOINT"):
-            server = S3Server(os.environ["COVERPOP_S3_ENDPOINT"],
-                              os.environ.get("AWS_ACCESS_KEY_ID", swift_server.ACCESS_KEY),
-                              os.environ.get("AWS_SECRET_ACCESS_KEY", swift_server.SECRET_KEY))
-        else:
-            started = work / "swift"
-            state = swift_server.start(started)
-            server = S3Server(state["endpoint"], state["access_key"], state["secret_key"])
+        server, started = s3_server(work)
         result = {"machine": f"{os.cpu_count()} cpu", "dvc": subprocess.run(
             [sys.executable, "-m", "dvc", "--version"], capture_output=True, text=True
         ).stdout.strip()}
