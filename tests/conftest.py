@@ -48,7 +48,10 @@ def pytest_configure(config):
 
 
 def pytest_sessionfinish(session, exitstatus):
-    """After every fixture's teardown: the suite's temp folder must be empty again."""
+    """After every fixture's teardown: the suite's temp folders must be empty again (under xdist
+    the controller checks every worker's, after they have all finished)."""
+    if session_env.is_worker():
+        return
     left = session_env.leftovers()
     if left:
         line = (f"error: the tests left {len(left)} entries in their temp folder: "

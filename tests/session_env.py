@@ -8,9 +8,11 @@ nothing the suite writes is left behind.
 - it points every temp file (TMPDIR, also for subprocesses: torchrun, dvc, stages) at a folder of
   this session, the coverpop cache at an empty one (never the user's warm $COVERPOP_CACHE), and
   DVC's global, system and site-cache folders and torch's compile cache at empty ones.
-pytest's own basetemp stays where pytest puts it (PYTEST_DEBUG_TEMPROOT: the real temp root).
+pytest's own basetemp (tmp_path) lives in the session folder too, so the run leaves the real temp
+root as it found it. Under pytest-xdist each worker gets a folder of its own inside the
+controller's session folder, which the controller checks and removes at the end.
 
-`leftovers()` lists what the suite left in its temp folder; tests/conftest.py fails the run on it.
+`leftovers()` lists what the suite left in its temp folders; tests/conftest.py fails the run on it.
 """
 
 from __future__ import annotations
@@ -45,37 +47,56 @@ def scrub(environ: dict | os._Environ) -> list[str]:
     return gone
 
 
+# Set by the controller for its xdist workers (a name the scrub keeps).
+SESSION_VAR = "PYTEST_COVERPOP_SESSION"
+
+
 def isolate() -> Path:
     global SESSION
     if SESSION is not None:
         return SESSION
-    real_tmp = tempfile.gettempdir()
     scrub(os.environ)
-    for old in Path(real_tmp).glob("coverpop-tests-*"):   # of a session that was killed
-        m = re.match(r"coverpop-tests-(\d+)-", old.name)
-        if m and not pid_alive(int(m[1])):
-            shutil.rmtree(old, ignore_errors=True)
-    SESSION = Path(tempfile.mkdtemp(prefix=f"coverpop-tests-{os.getpid()}-", dir=real_tmp))
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if worker and os.environ.get(SESSION_VAR):   # an xdist worker: a folder in the controller's
+        SESSION = Path(os.environ[SESSION_VAR]) / "workers" / worker
+        SESSION.mkdir(parents=True)
+    else:
+        real_tmp = tempfile.gettempdir()
+        for old in Path(real_tmp).glob("coverpop-tests-*"):   # of a session that was killed
+            m = re.match(r"coverpop-tests-(\d+)-", old.name)
+            if m and not pid_alive(int(m[1])):
+                shutil.rmtree(old, ignore_errors=True)
+        SESSION = Path(tempfile.mkdtemp(prefix=f"coverpop-tests-{os.getpid()}-", dir=real_tmp))
+        os.environ[SESSION_VAR] = str(SESSION)
+        (SESSION / "pytest").mkdir()
+        os.environ["PYTEST_DEBUG_TEMPROOT"] = str(SESSION / "pytest")   # pytest's basetemp
     folders = {"TMPDIR": "tmp", "COVERPOP_CACHE": "cache", "DVC_GLOBAL_CONFIG_DIR": "dvc-global",
                "DVC_SYSTEM_CONFIG_DIR": "dvc-system", "DVC_SITE_CACHE_DIR": "dvc-site-cache",
                "TORCHINDUCTOR_CACHE_DIR": "torchinductor"}   # else $TMPDIR/torchinductor_$USER
     for var, name in folders.items():
         (SESSION / name).mkdir()
         os.environ[var] = str(SESSION / name)
-    os.environ.setdefault("PYTEST_DEBUG_TEMPROOT", real_tmp)   # pytest's basetemp: as usual
     tempfile.tempdir = os.environ["TMPDIR"]                    # this process too, not only children
     os.environ["HF_HUB_OFFLINE"] = "1"                         # nothing may download in tests
     os.environ["DVC_NO_ANALYTICS"] = "1"
     return SESSION
 
 
+def is_worker() -> bool:
+    return bool(os.environ.get("PYTEST_XDIST_WORKER"))
+
+
 def leftovers() -> list[str]:
-    """What the suite left in its temp folder (every test and fixture cleans up after itself)."""
+    """What the suite left in its temp folders (every test and fixture cleans up after itself):
+    this process's, and after an xdist run each worker's."""
     if SESSION is None:
         return []
-    return sorted(p.name for p in (SESSION / "tmp").iterdir())
+    tmps = [SESSION / "tmp", *sorted((SESSION / "workers").glob("*/tmp"))]
+    return sorted(str(p.relative_to(SESSION)) for t in tmps if t.is_dir() for p in t.iterdir())
 
 
 def finish() -> None:
-    if SESSION is not None:
+    """The controller (or a plain run) removes the session folder; a worker leaves its folder
+    to the controller, which checks it after every worker has finished."""
+    if SESSION is not None and not is_worker():
         shutil.rmtree(SESSION, ignore_errors=True)
