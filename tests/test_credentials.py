@@ -96,7 +96,7 @@ def test_no_secret_in_journal_manifest_logs_or_output(tmp_path, caplog, capfd, r
     with FakeSpotify() as fake:
         hostile(fake, ids)
         settings = ScrapeSettings.from_params(
-            scrape_params(resolver=resolver, timeout=1, retries=1, backoff=0.01, workers=4),
+            scrape_params(resolver=resolver, timeout=0.5, retries=1, backoff=0.01, workers=4),
             environ=secret_env(fake))
         tracks = pd.DataFrame({"track_id": ids, "popularity": 1})
         scraper = Scraper(make_resolver(settings, tracks, {"source": "kaggle"},
@@ -129,7 +129,7 @@ def stage(cwd: Path, env: dict) -> subprocess.CompletedProcess:
 def test_the_stage_writes_and_prints_no_secret(tmp_path, resolver):
     ids = make_track_ids(12)
     params = {"data": {"source": "kaggle"},
-              "scrape": scrape_params(resolver=resolver, timeout=1, retries=1, backoff=0.01,
+              "scrape": scrape_params(resolver=resolver, timeout=0.5, retries=1, backoff=0.01,
                                       workers=4, min_success=0.5)}
     write_params(tmp_path, params)
     pd.DataFrame({"track_id": ids, "popularity": 1}).to_csv(tmp_path / "selected.csv",

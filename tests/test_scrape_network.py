@@ -34,7 +34,7 @@ FAST = scrape_params(timeout=0.5, retries=1, backoff=0.01, workers=4, size=300)
 
 @pytest.fixture
 def fake():
-    with FakeSpotify(slow_seconds=1.5) as f:
+    with FakeSpotify(slow_seconds=5) as f:   # a "slow" answer: 10x the 0.5 s deadline (FAST)
         yield f
 
 

@@ -37,7 +37,8 @@ def served_csv(tmp_path_factory):
     handler = partial(SimpleHTTPRequestHandler, directory=str(root))
     handler.log_message = lambda *a: None
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02},
+                     daemon=True).start()   # shutdown() waits one poll: 0.5 s by default
     sha = hashlib.sha256((root / "spotify_data.csv").read_bytes()).hexdigest()
     yield f"http://127.0.0.1:{server.server_address[1]}/spotify_data.csv", sha, root
     server.shutdown()
@@ -119,7 +120,8 @@ class _Slow(BaseHTTPRequestHandler):
 def slow_server():
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Slow)
     server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02},
+                     daemon=True).start()   # shutdown() waits one poll: 0.5 s by default
     yield f"http://127.0.0.1:{server.server_address[1]}"
     server.shutdown()
     server.server_close()
