@@ -73,6 +73,7 @@ def fetch(fake, tmp_path, **kw):
                          **{"attempts": 2, "backoff": 0.01, **kw})
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(30)
 @pytest.mark.parametrize("kind", ["trickle", "trickle_headers"])
 def test_a_trickling_csv_server_is_given_up_on_at_the_deadline(csv_fake, tmp_path, kind):

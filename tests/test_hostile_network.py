@@ -60,6 +60,7 @@ def reason_of(call) -> CoverError:
 
 
 # ---- 1. hangs: every request has a whole-request deadline ----------------------------------------
+@pytest.mark.slow
 @pytest.mark.timeout(30)
 @pytest.mark.parametrize("kind", ["trickle", "trickle_headers"])
 @pytest.mark.parametrize("endpoint", ["api", "oembed", "image"])
@@ -123,7 +124,8 @@ TOKEN_CASES = {
 
 
 @pytest.mark.timeout(30)
-@pytest.mark.parametrize("kind", sorted(TOKEN_CASES))
+@pytest.mark.parametrize("kind", [pytest.param(k, marks=pytest.mark.slow) if k == "trickle" else k
+                                  for k in sorted(TOKEN_CASES)])   # a trickle waits 2 deadlines
 def test_token_endpoint_faults_are_one_clear_line(fake, ids, kind):
     fake.token_fault(kind)
     with pytest.raises(CoverpopError) as err:   # a trickle waits out the deadline: a short one
@@ -445,6 +447,7 @@ def test_an_answer_that_is_not_valid_http_is_a_recorded_failure(fake, tmp_path, 
 
 
 # ---- the same deadline over TLS (the real services are https) --------------------------------------
+@pytest.mark.slow
 @pytest.mark.timeout(30)
 @pytest.mark.parametrize("kind", ["trickle", "trickle_headers", "image_trickle"])
 def test_the_deadline_holds_over_tls(monkeypatch, kind):

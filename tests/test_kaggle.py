@@ -84,6 +84,7 @@ def test_handle_must_pin_a_version(tmp_path):
         fetch_kaggle_csv("amitanshjoshi/spotify-1million-tracks", tmp_path / "t.csv")
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(120)
 def test_inputs_stage_without_network_prints_one_line(dead_end_proxy, tmp_path):
     """The first stage to reach Kaggle is `inputs` (it fingerprints the file fetch_csv reads)."""

@@ -190,6 +190,7 @@ def test_loaded_params_keep_their_shape_and_refuse_keys_the_file_lacks(tmp_path)
         loaded["train"]["epoch"]
 
 
+@pytest.mark.slow
 def test_a_stage_with_a_bad_param_prints_one_line(tmp_path):
     write_params(tmp_path, {"select": {"n": "all"}})
     proc = subprocess.run([sys.executable, str(ROOT / "stages" / "select_tracks.py"),
@@ -354,6 +355,7 @@ def params_read_by_the_code() -> set[str]:
     return reads
 
 
+@pytest.mark.slow
 def test_every_param_is_read_by_some_stage_and_every_read_param_exists():
     reads = params_read_by_the_code()
     keys = set(leaves(PARAMS))

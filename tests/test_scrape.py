@@ -390,6 +390,7 @@ def outputs(cwd: Path) -> dict[str, bytes]:
             "manifest": (cwd / "data/manifest.csv").read_bytes()}
 
 
+@pytest.mark.slow
 def test_stage_from_scratch_twice_gives_identical_covers_and_manifest(tmp_path, tracks):
     a = demo_stage_dir(tmp_path / "a", tracks, workers=1)
     b = demo_stage_dir(tmp_path / "b", tracks, workers=8)
@@ -408,6 +409,7 @@ def test_stage_from_scratch_twice_gives_identical_covers_and_manifest(tmp_path, 
     assert {p: p.stat().st_mtime_ns for p in covers} == before   # nothing rewritten
 
 
+@pytest.mark.slow
 def test_a_fresh_clone_resumes_from_the_store_without_the_cover_files(tmp_path, tracks):
     """A teammate's clone has the journal and the cover store (dvc pull), not the working folder
     of cover files: finished covers are trusted from the store, not fetched again; new ones are

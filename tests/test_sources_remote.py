@@ -149,6 +149,7 @@ def _stage(cwd, env, wait=True):
     return proc
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(120)
 def test_a_download_killed_midway_is_cleaned_by_the_next_run(tmp_path, slow_server, served_csv):
     downloads = tmp_path / "cache" / "downloads"
@@ -171,6 +172,7 @@ def test_a_download_killed_midway_is_cleaned_by_the_next_run(tmp_path, slow_serv
     assert len(pd.read_csv(tmp_path / "tracks.csv")) == 2000
 
 
+@pytest.mark.slow
 def test_kaggle_schema_csv_with_repeated_ids_is_deduplicated_and_counted(tmp_path):
     kaggle_like_csv(tmp_path / "k.csv", rows=50)
     df = pd.read_csv(tmp_path / "k.csv", index_col=0, dtype={"track_id": str})

@@ -118,6 +118,7 @@ def test_5xx_that_persists_fails_this_track_after_bounded_retries(fake, ids):
     assert r.resolve({"track_id": ids[1]}).cover_id == fake.image_id(ids[1])   # run goes on
 
 
+@pytest.mark.slow
 def test_timeout_is_retried_then_recorded(fake, ids):
     fake.slow_seconds = 5                 # the answer comes long after the 0.3 s deadline
     fake.fault(ids[0], "slow")
