@@ -88,6 +88,7 @@ def test_a_credential_in_params_yaml_is_refused_without_showing_it(key):
 
 
 # ---- a whole scrape, in-process ------------------------------------------------------------------
+@pytest.mark.slow
 @pytest.mark.timeout(60)
 @pytest.mark.parametrize("resolver", ["spotify_api", "oembed"])
 def test_no_secret_in_journal_manifest_logs_or_output(tmp_path, caplog, capfd, resolver):
@@ -96,7 +97,7 @@ def test_no_secret_in_journal_manifest_logs_or_output(tmp_path, caplog, capfd, r
     with FakeSpotify() as fake:
         hostile(fake, ids)
         settings = ScrapeSettings.from_params(
-            scrape_params(resolver=resolver, timeout=1, retries=1, backoff=0.01, workers=4),
+            scrape_params(resolver=resolver, timeout=0.5, retries=1, backoff=0.01, workers=4),
             environ=secret_env(fake))
         tracks = pd.DataFrame({"track_id": ids, "popularity": 1})
         scraper = Scraper(make_resolver(settings, tracks, {"source": "kaggle"},
@@ -124,12 +125,13 @@ def stage(cwd: Path, env: dict) -> subprocess.CompletedProcess:
         env={**os.environ, **env, "PYTHONPATH": str(REPO / "src")}, timeout=120)
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(150)
 @pytest.mark.parametrize("resolver", ["spotify_api", "oembed"])
 def test_the_stage_writes_and_prints_no_secret(tmp_path, resolver):
     ids = make_track_ids(12)
     params = {"data": {"source": "kaggle"},
-              "scrape": scrape_params(resolver=resolver, timeout=1, retries=1, backoff=0.01,
+              "scrape": scrape_params(resolver=resolver, timeout=0.5, retries=1, backoff=0.01,
                                       workers=4, min_success=0.5)}
     write_params(tmp_path, params)
     pd.DataFrame({"track_id": ids, "popularity": 1}).to_csv(tmp_path / "selected.csv",
@@ -145,6 +147,7 @@ def test_the_stage_writes_and_prints_no_secret(tmp_path, resolver):
     assert_clean(proc.stdout, proc.stderr, *written)
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(60)
 def test_a_stopped_stage_prints_no_secret_either(tmp_path):
     params = {"data": {"source": "kaggle"},
@@ -163,6 +166,7 @@ def test_a_stopped_stage_prints_no_secret_either(tmp_path):
     assert_clean(proc.stdout, proc.stderr)
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(60)
 def test_a_credential_in_params_stops_the_stage_in_one_line(tmp_path):
     params = {"data": {"source": "kaggle"},

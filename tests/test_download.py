@@ -17,7 +17,8 @@ def file_server(tmp_path):
     handler = partial(SimpleHTTPRequestHandler, directory=str(tmp_path))
     handler.log_message = lambda *a: None
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02},
+                     daemon=True).start()   # shutdown() waits one poll: 0.5 s by default
     yield f"http://127.0.0.1:{server.server_address[1]}", tmp_path
     server.shutdown()
     server.server_close()
@@ -72,15 +73,18 @@ def fetch(fake, tmp_path, **kw):
                          **{"attempts": 2, "backoff": 0.01, **kw})
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(30)
 @pytest.mark.parametrize("kind", ["trickle", "trickle_headers"])
 def test_a_trickling_csv_server_is_given_up_on_at_the_deadline(csv_fake, tmp_path, kind):
     import time
     csv_fake.file_faults["tracks.csv"] = kind
     start = time.monotonic()
-    with pytest.raises(CoverpopError, match=r"no complete download within 1 s \(2 tries\)"):
-        fetch(csv_fake, tmp_path, deadline_s=1)
-    assert time.monotonic() - start < 2 * 1 + 4   # 2 tries of 1 s; the trickle alone takes minutes
+    # a deadline of 0.3 s: far above a whole answer from the fake (ms), far below the trickle's
+    # (1 byte per 0.2 s: minutes)
+    with pytest.raises(CoverpopError, match=r"no complete download within 0.3 s \(2 tries\)"):
+        fetch(csv_fake, tmp_path, deadline_s=0.3)
+    assert time.monotonic() - start < 2 * 0.3 + 4   # 2 tries of 0.3 s, with slack for a load
     assert not list(tmp_path.iterdir())           # no partial file, no temp file
 
 

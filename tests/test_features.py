@@ -96,6 +96,7 @@ def test_features_table_keeps_order_and_reports_bad_files(tmp_path):
     assert (table["error"].iloc[[0, 2, 3]] == "").all()
 
 
+@pytest.mark.slow
 def test_process_pool_gives_the_same_table(tmp_path, monkeypatch):
     monkeypatch.setattr(features, "POOL_MIN_COVERS", 2)  # take the pool path with few covers
     paths = []

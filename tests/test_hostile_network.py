@@ -24,11 +24,14 @@ from coverpop.covers.types import CoverError, StopScrape  # noqa: E402
 from coverpop.covers.url_column import UrlResolver  # noqa: E402
 
 FAST = scrape_params(timeout=1, retries=1, backoff=0.01, workers=4)
+# The deadline of the tests that wait it out: far above a normal answer from the fake (a few ms;
+# a slow one is retried), far below a trickle (1 byte per 0.2 s: >= 40 s for the smallest answer).
+DEADLINE = 0.3
 
 
 @pytest.fixture
 def fake():
-    with FakeSpotify(slow_seconds=1.5) as f:
+    with FakeSpotify(slow_seconds=5) as f:
         yield f
 
 
@@ -57,6 +60,7 @@ def reason_of(call) -> CoverError:
 
 
 # ---- 1. hangs: every request has a whole-request deadline ----------------------------------------
+@pytest.mark.slow
 @pytest.mark.timeout(30)
 @pytest.mark.parametrize("kind", ["trickle", "trickle_headers"])
 @pytest.mark.parametrize("endpoint", ["api", "oembed", "image"])
@@ -64,20 +68,20 @@ def test_a_trickling_server_is_given_up_on_at_the_deadline(fake, ids, kind, endp
     # 1 byte per 0.2 s: each read succeeds, so only a whole-request deadline ends it.
     if endpoint == "image":
         fake.fault(ids[0], f"image_{kind}")
-        r = api(fake)
+        r = api(fake, timeout=DEADLINE)
         call = lambda: r.fetch(r.resolve({"track_id": ids[0]}))   # noqa: E731
     else:
         fake.fault(ids[0], kind)
-        r = api(fake) if endpoint == "api" else oembed(fake)
+        r = (api if endpoint == "api" else oembed)(fake, timeout=DEADLINE)
         call = lambda: r.resolve({"track_id": ids[0]})   # noqa: E731
     start = time.monotonic()
     err = reason_of(call)
     elapsed = time.monotonic() - start
     assert err.reason == "timeout" and err.retryable
-    assert "within 1 s (scrape.timeout)" in str(err) and "(2 tries)" in str(err)
-    # two tries of 1 s plus backoff; slack for a loaded machine, far below what the trickle
-    # alone would take (>= 20 s a try at 0.2 s a byte)
-    assert elapsed < 2 * 1 + 4
+    assert f"within {DEADLINE:g} s (scrape.timeout)" in str(err) and "(2 tries)" in str(err)
+    # two tries of DEADLINE plus backoff; slack for a loaded machine, far below what the trickle
+    # alone would take (>= 40 s a try at 0.2 s a byte)
+    assert elapsed < 2 * DEADLINE + 4
 
 
 @pytest.mark.timeout(30)
@@ -120,11 +124,12 @@ TOKEN_CASES = {
 
 
 @pytest.mark.timeout(30)
-@pytest.mark.parametrize("kind", sorted(TOKEN_CASES))
+@pytest.mark.parametrize("kind", [pytest.param(k, marks=pytest.mark.slow) if k == "trickle" else k
+                                  for k in sorted(TOKEN_CASES)])   # a trickle waits 2 deadlines
 def test_token_endpoint_faults_are_one_clear_line(fake, ids, kind):
     fake.token_fault(kind)
-    with pytest.raises(CoverpopError) as err:
-        api(fake).prepare(ids)
+    with pytest.raises(CoverpopError) as err:   # a trickle waits out the deadline: a short one
+        api(fake, timeout=DEADLINE if kind == "trickle" else 1).prepare(ids)
     message = str(err.value)
     assert message.startswith("cannot get a Spotify access token: ")
     assert TOKEN_CASES[kind] in message and "\n" not in message
@@ -232,7 +237,10 @@ def test_retry_after_in_any_form(value, wait):
 
 @pytest.mark.timeout(30)
 @pytest.mark.parametrize("value", ["soon", "-3", "1700000000000", "1e-300"])
-def test_odd_retry_after_that_means_now_is_waited_briefly_and_retried(fake, ids, value):
+def test_odd_retry_after_that_means_now_is_waited_briefly_and_retried(fake, ids, value,
+                                                                     monkeypatch):
+    # garbage waits the default (1 s, see test_retry_after_in_any_form): not worth waiting here
+    monkeypatch.setattr(http, "DEFAULT_RETRY_AFTER", 0.05)
     fake.retry_after = value
     fake.fault(ids[0], "429", times=1)
     assert api(fake).resolve({"track_id": ids[0]}).cover_id == fake.image_id(ids[0])
@@ -439,6 +447,7 @@ def test_an_answer_that_is_not_valid_http_is_a_recorded_failure(fake, tmp_path, 
 
 
 # ---- the same deadline over TLS (the real services are https) --------------------------------------
+@pytest.mark.slow
 @pytest.mark.timeout(30)
 @pytest.mark.parametrize("kind", ["trickle", "trickle_headers", "image_trickle"])
 def test_the_deadline_holds_over_tls(monkeypatch, kind):
@@ -446,12 +455,12 @@ def test_the_deadline_holds_over_tls(monkeypatch, kind):
     with FakeSpotify(tls=True) as fake:
         monkeypatch.setenv("REQUESTS_CA_BUNDLE", fake.ca_file)    # trust the fake's certificate
         ids = make_track_ids(2)
-        r = api(fake)
+        r = api(fake, timeout=DEADLINE)
         assert r.fetch(r.resolve({"track_id": ids[1]})) == fake.jpeg(fake.image_id(ids[1]), 300)
         fake.fault(ids[0], kind)
         start = time.monotonic()
         err = reason_of(lambda: r.fetch(r.resolve({"track_id": ids[0]})))
-        assert err.reason == "timeout" and time.monotonic() - start < 2 * 1 + 4   # as above
+        assert err.reason == "timeout" and time.monotonic() - start < 2 * DEADLINE + 4   # above
 
 
 def test_a_certificate_not_trusted_is_a_tls_failure_not_cannot_connect(monkeypatch):

@@ -47,6 +47,7 @@ def dead_end_proxy(monkeypatch, tmp_path):
     srv.close()
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(120)
 def test_no_network_is_one_clear_error(dead_end_proxy, tmp_path):
     dest = tmp_path / "raw" / "tracks.csv"
@@ -58,6 +59,7 @@ def test_no_network_is_one_clear_error(dead_end_proxy, tmp_path):
     assert not dest.exists()
 
 
+@pytest.mark.slow
 def test_a_pinned_version_in_the_kagglehub_cache_needs_no_network(dead_end_proxy, tmp_path,
                                                                   monkeypatch):
     monkeypatch.setenv("COVERPOP_CACHE", str(tmp_path / "coverpop"))
@@ -84,6 +86,7 @@ def test_handle_must_pin_a_version(tmp_path):
         fetch_kaggle_csv("amitanshjoshi/spotify-1million-tracks", tmp_path / "t.csv")
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(120)
 def test_inputs_stage_without_network_prints_one_line(dead_end_proxy, tmp_path):
     """The first stage to reach Kaggle is `inputs` (it fingerprints the file fetch_csv reads)."""

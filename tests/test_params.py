@@ -190,6 +190,7 @@ def test_loaded_params_keep_their_shape_and_refuse_keys_the_file_lacks(tmp_path)
         loaded["train"]["epoch"]
 
 
+@pytest.mark.slow
 def test_a_stage_with_a_bad_param_prints_one_line(tmp_path):
     write_params(tmp_path, {"select": {"n": "all"}})
     proc = subprocess.run([sys.executable, str(ROOT / "stages" / "select_tracks.py"),
@@ -245,6 +246,9 @@ class ParamReads(ast.NodeVisitor):
     def __init__(self, trees: list[ast.Module]):
         self.functions = [f for t in trees for f in ast.walk(t)
                           if isinstance(f, ast.FunctionDef | ast.AsyncFunctionDef)]
+        self.by_name: dict[str, list] = {}      # name -> functions of that name, in file order
+        for f in self.functions:
+            self.by_name.setdefault(f.name, []).append(f)
         self.owner = {id(f): c.name for t in trees for c in ast.walk(t)
                       if isinstance(c, ast.ClassDef) for f in c.body}
         self.bound = {id(f): self._seed(f) for f in self.functions}
@@ -311,7 +315,7 @@ class ParamReads(ast.NodeVisitor):
 
     def visit_Call(self, node):
         self.paths(node)
-        called = [f for f in self.functions if f.name == _name(node.func)]
+        called = self.by_name.get(_name(node.func), [])
         if isinstance(node.func, ast.Attribute) and isinstance(node.func.value, ast.Name):
             # Class.method(...): that class's method when there is one by that name
             own = [f for f in called if self.owner.get(id(f)) == node.func.value.id]
@@ -351,6 +355,7 @@ def params_read_by_the_code() -> set[str]:
     return reads
 
 
+@pytest.mark.slow
 def test_every_param_is_read_by_some_stage_and_every_read_param_exists():
     reads = params_read_by_the_code()
     keys = set(leaves(PARAMS))
@@ -369,13 +374,13 @@ def test_the_read_check_can_fail(tmp_path, monkeypatch):
 
 # --- item 3: generated docs -------------------------------------------------------------------
 
-def test_docs_params_md_is_generated_from_the_schema_and_up_to_date():
-    proc = subprocess.run([sys.executable, "-m", "coverpop.core.params", "--markdown"], cwd=ROOT,
-                          env=env(), text=True, capture_output=True, check=True)
-    assert proc.stdout == (ROOT / "docs" / "params.md").read_text(), \
+def test_docs_params_md_is_generated_from_the_schema_and_up_to_date(capsys):
+    P.main(["--markdown"])        # `python -m coverpop.core.params --markdown`, in-process
+    out = capsys.readouterr().out
+    assert out == (ROOT / "docs" / "params.md").read_text(), \
         "docs/params.md is stale: python -m coverpop.core.params --markdown > docs/params.md"
     for key in leaves(PARAMS):
-        assert f"| `{key}` |" in proc.stdout
+        assert f"| `{key}` |" in out
 
 
 # --- item 5: one extension point for sources and resolvers ------------------------------------

@@ -127,6 +127,7 @@ def temp_files(covers: Path) -> list[Path]:
     return [p for p in covers.rglob("*") if p.name.endswith(".tmp")]
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_a_full_disk_while_writing_covers_is_one_line_and_the_next_run_resumes(tmp_path, disk):
     ids = make_track_ids(40)
@@ -157,6 +158,7 @@ def test_a_full_disk_while_writing_covers_is_one_line_and_the_next_run_resumes(t
         assert_intact(covers, finished(covers))
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_a_read_only_covers_folder_is_one_line_and_costs_nothing(tmp_path, disk):
     ids = make_track_ids(30)

@@ -109,6 +109,7 @@ def test_the_inputs_stage_skips_entries_that_are_no_image_files_with_one_line(tm
     assert set(hashed) == {"good.jpg", "sub/also good.jpg"}
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(180)
 def test_a_local_csv_with_a_nul_byte_runs_through_the_stages(tmp_path, hostile):
     """The reported case, as a user meets it: inputs, fetch_csv, select_tracks, scrape_images."""

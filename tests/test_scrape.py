@@ -121,6 +121,7 @@ def test_every_cover_gets_its_perceptual_hash_once_where_it_is_stored(tmp_path, 
     assert again == records and calls == []          # an unchanged cover is never hashed again
 
 
+@pytest.mark.slow
 def test_a_resumed_scrape_gives_the_same_manifest_bytes(tmp_path, tracks):
     rows = tracks.to_dict("records")
     fresh = Scraper(DemoResolver(tracks), tmp_path / "a", 64).run(rows, workers=4, progress=False)
@@ -131,6 +132,7 @@ def test_a_resumed_scrape_gives_the_same_manifest_bytes(tmp_path, tracks):
     assert manifest_bytes(resumed, tmp_path / "b") == manifest_bytes(fresh, tmp_path / "a")
 
 
+@pytest.mark.slow
 def test_covers_journaled_without_a_hash_are_hashed_once_not_fetched(tmp_path, tracks):
     """A covers folder scraped before covers carried perceptual hashes: the next run hashes the
     stored files (no download) and gives the manifest a fresh scrape gives."""
@@ -181,6 +183,7 @@ def test_smaller_size_is_derived_locally_without_any_download(tmp_path, tracks):
     assert again.fetches == [] and again.resolves == []
 
 
+@pytest.mark.slow
 def test_larger_size_with_the_host_down_keeps_every_cover_then_upgrades(tmp_path, tracks):
     rows = tracks.to_dict("records")
     first = Scraper(DemoResolver(tracks), tmp_path, 32).run(rows, progress=False)
@@ -304,6 +307,7 @@ def _tree(root: Path) -> dict[str, bytes]:
             if p.is_file()}
 
 
+@pytest.mark.slow
 def test_same_data_gives_the_same_bytes_whatever_the_thread_timing(tmp_path, tracks):
     rows = tracks.to_dict("records")
     a = Scraper(DemoResolver(tracks), tmp_path / "a", 64).run(rows, workers=1, progress=False)
@@ -390,6 +394,7 @@ def outputs(cwd: Path) -> dict[str, bytes]:
             "manifest": (cwd / "data/manifest.csv").read_bytes()}
 
 
+@pytest.mark.slow
 def test_stage_from_scratch_twice_gives_identical_covers_and_manifest(tmp_path, tracks):
     a = demo_stage_dir(tmp_path / "a", tracks, workers=1)
     b = demo_stage_dir(tmp_path / "b", tracks, workers=8)
@@ -408,6 +413,7 @@ def test_stage_from_scratch_twice_gives_identical_covers_and_manifest(tmp_path, 
     assert {p: p.stat().st_mtime_ns for p in covers} == before   # nothing rewritten
 
 
+@pytest.mark.slow
 def test_a_fresh_clone_resumes_from_the_store_without_the_cover_files(tmp_path, tracks):
     """A teammate's clone has the journal and the cover store (dvc pull), not the working folder
     of cover files: finished covers are trusted from the store, not fetched again; new ones are

@@ -34,7 +34,7 @@ FAST = scrape_params(timeout=0.5, retries=1, backoff=0.01, workers=4, size=300)
 
 @pytest.fixture
 def fake():
-    with FakeSpotify(slow_seconds=1.5) as f:
+    with FakeSpotify(slow_seconds=5) as f:   # a "slow" answer: 10x the 0.5 s deadline (FAST)
         yield f
 
 
@@ -48,6 +48,7 @@ def decodes(path: Path | bytes, size: int = 300) -> bool:
     return img.size == (size, size)
 
 
+@pytest.mark.slow
 def test_every_track_fault_is_recorded_with_its_reason_and_the_run_goes_on(fake, tmp_path):
     ids = make_track_ids(30)
     faults = {ids[0]: "404", ids[1]: "no_images", ids[2]: "corrupt_jpeg",
@@ -158,6 +159,7 @@ def run_stage(cwd, fake, wait=True):
     return proc
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(180)
 def test_sigkill_mid_run_then_rerun_completes_without_redownloading(tmp_path):
     ids = make_track_ids(150)
@@ -198,6 +200,7 @@ def test_sigkill_mid_run_then_rerun_completes_without_redownloading(tmp_path):
         assert f"{len(journaled)} done before" in out
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(120)
 def test_stage_fails_with_per_reason_counts_when_too_few_covers_succeed(fake, tmp_path):
     ids = make_track_ids(10)
@@ -214,6 +217,7 @@ def test_stage_fails_with_per_reason_counts_when_too_few_covers_succeed(fake, tm
         "to retry them: dvc exp run -S scrape.retry_failed=true")
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(120)
 def test_stage_quota_is_one_line_and_exit_1(fake, tmp_path):
     fake.quota_after(0)
@@ -239,6 +243,7 @@ def test_a_journal_line_cut_by_a_kill_does_not_swallow_the_next_record(fake, tmp
 
 # ---- Ctrl-C / SIGTERM ------------------------------------------------------------------------
 
+@pytest.mark.slow
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_ctrl_c_stops_at_once_keeps_finished_covers_and_waits_for_no_stuck_request(tmp_path, sig):

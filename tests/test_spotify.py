@@ -71,13 +71,13 @@ def test_old_cover_urls_without_size_code_are_used_as_they_are(fake, ids):
 
 
 def test_short_429_waits_retry_after_and_continues(fake, ids):
-    fake.retry_after = 1
+    fake.retry_after = 0.1                # sent as "0.1": seconds may have a fraction
     fake.fault(ids[0], "429", times=2)
     r = resolver(fake)
     r.net.limiter = RecordingLimiter()
     ref = r.resolve({"track_id": ids[0]})
     assert ref.cover_id == fake.image_id(ids[0])
-    assert r.net.limiter.pauses == [1.0, 1.0]
+    assert r.net.limiter.pauses == [0.1, 0.1]
     assert fake.track_hits[ids[0]] == 3
 
 
@@ -118,8 +118,9 @@ def test_5xx_that_persists_fails_this_track_after_bounded_retries(fake, ids):
     assert r.resolve({"track_id": ids[1]}).cover_id == fake.image_id(ids[1])   # run goes on
 
 
+@pytest.mark.slow
 def test_timeout_is_retried_then_recorded(fake, ids):
-    fake.slow_seconds = 2
+    fake.slow_seconds = 5                 # the answer comes long after the 0.3 s deadline
     fake.fault(ids[0], "slow")
     with pytest.raises(CoverError) as err:
         resolver(fake, timeout=0.3, retries=1).resolve({"track_id": ids[0]})

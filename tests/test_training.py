@@ -75,6 +75,7 @@ def test_bad_params_are_one_line_errors(train, match):
         TrainConfig.from_params({"train": train})
 
 
+@pytest.mark.slow
 def test_resnet50_224_model_normalization_resolves_and_steps():
     """`dvc exp run -S model=resnet50 -S image_size=224 -S normalization=model`: one real step."""
     c = TrainConfig.from_params({"model": "resnet50", "image_size": 224, "normalization": "model",
@@ -146,6 +147,7 @@ def test_amp_bf16_autocast(monkeypatch, amp, dtype):
     assert seen[0] == dtype
 
 
+@pytest.mark.slow
 def test_compile_wraps_the_step(monkeypatch):
     calls = []
     real = torch.compile
@@ -280,6 +282,7 @@ def test_augment_changes_what_the_model_sees():
     assert np.array_equal(off.first_batch, again.first_batch)
 
 
+@pytest.mark.slow
 def test_early_stopping_stops_on_val_and_keeps_best():
     full = train(epochs=8, lr=0.5, early_stopping=0)
     stopped = train(epochs=8, lr=0.5, early_stopping=1)
@@ -299,6 +302,7 @@ def test_overfit_one_batch_reaches_near_zero_loss():
     assert min(losses[-5:]) < 1e-4  # RMSE under 1 popularity point
 
 
+@pytest.mark.slow
 def test_blank_baseline_runs_the_same_recipe_on_blank_inputs():
     c = cfg(blank_baseline=True, freeze_backbone=True, augment=False, head_hidden=16, epochs=20,
             lr=3e-3, pretrained="package", model="tf_efficientnet_lite0", normalization="model")

@@ -33,6 +33,7 @@ import random
 import re
 import shutil
 import string
+import struct
 import threading
 import time
 import zlib
@@ -68,11 +69,18 @@ _BOMB: dict[int, bytes] = {}
 
 
 def gzip_bomb(mb: int) -> bytes:
-    """`mb` MB of zeros, gzip-compressed (about 1/1000 the size), built without holding them."""
+    """`mb` MB of zeros, gzip-compressed (about 1/1000 the size), built without holding them:
+    one MB deflated once and ended by a full flush (byte-aligned, history reset) is the same
+    bytes every time, so the stream is that piece `mb` times (compressing 200 MB takes a second)."""
     if mb not in _BOMB:
-        z = zlib.compressobj(9, zlib.DEFLATED, 31)
         zeros = bytes(1 << 20)
-        _BOMB[mb] = b"".join(z.compress(zeros) for _ in range(mb)) + z.flush()
+        z = zlib.compressobj(9, zlib.DEFLATED, -15)           # raw deflate: the gzip frame is ours
+        piece = z.compress(zeros) + z.flush(zlib.Z_FULL_FLUSH)
+        crc = 0
+        for _ in range(mb):
+            crc = zlib.crc32(zeros, crc)
+        _BOMB[mb] = (b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x02\xff" + piece * mb + z.flush()
+                     + struct.pack("<II", crc, (mb << 20) & 0xFFFFFFFF))
     return _BOMB[mb]
 
 _BASE62 = string.digits + string.ascii_letters
@@ -201,8 +209,9 @@ class FakeSpotify:
             self._url = f"https://{host}:{bound}"
         self._server.daemon_threads = True
         self._server.request_queue_size = 128
-        threading.Thread(target=self._server.serve_forever, daemon=True,
-                         name="fake-spotify").start()
+        # shutdown() waits for serve_forever's next poll: 0.5 s by default, after every test
+        threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.02},
+                         daemon=True, name="fake-spotify").start()
         return self
 
     def stop(self) -> None:

@@ -32,6 +32,7 @@ WINDOW_S = 20.0
 MAX_BYTES = 4 * 10**9        # the Kaggle CSV is ~170 MB; this is not a CSV we want
 MAX_REDIRECTS = 5
 ATTEMPTS = 3
+BACKOFF_S = 1.0              # first wait between tries (doubles per try, plus up to as much jitter)
 CHUNK = 1 << 20
 ADDRESS_HINT = ("only the host of data.csv.path itself may be internal; give the final URL, or "
                 "download the file and give its local path")
@@ -139,18 +140,20 @@ def late(guard: net.Guard, deadline_s: float) -> str:
 
 def download(url: str, dest: str | Path, *, headers: dict | None = None,
              deadline_s: float | None = None, max_bytes: int | None = None,
-             attempts: int = ATTEMPTS, backoff: float = 1.0, min_rate: float | None = None,
+             attempts: int = ATTEMPTS, backoff: float | None = None, min_rate: float | None = None,
              window_s: float | None = None) -> Download:
     """Download `url` to `dest` (retrying transient failures). `headers` may hold conditional
     ones (If-None-Match, If-Modified-Since): a 304 then gives Download(None). Limits left None
-    are the module's (DEADLINE_S, MAX_BYTES, MIN_RATE, WINDOW_S)."""
+    are the module's (DEADLINE_S, MAX_BYTES, MIN_RATE, WINDOW_S, BACKOFF_S)."""
+    backoff = BACKOFF_S if backoff is None else backoff
     deadline_s = DEADLINE_S if deadline_s is None else deadline_s
     max_bytes = MAX_BYTES if max_bytes is None else max_bytes
     min_rate = MIN_RATE if min_rate is None else min_rate
     window_s = WINDOW_S if window_s is None else window_s
     retrying = tenacity.Retrying(retry=tenacity.retry_if_exception_type(_Retry),
                                  stop=tenacity.stop_after_attempt(attempts),
-                                 wait=tenacity.wait_exponential_jitter(multiplier=backoff),
+                                 wait=tenacity.wait_exponential_jitter(multiplier=backoff,
+                                                                       jitter=backoff),
                                  reraise=True)
     try:
         return retrying(_fetch, url, Path(dest), {"User-Agent": net.USER_AGENT, **(headers or {})},
