@@ -68,8 +68,8 @@ def main() -> None:
     ap.add_argument("--covers", default="", help="folder for the synthetic covers (kept)")
     ap.add_argument("--json", help="also write the figures here")
     ap.add_argument("--smoke", action="store_true",
-                    help="seconds, tiny data: does it still run? (8 covers at 32 px, all temporary; "
-                         "both phases in one process: its figures mean nothing)")
+                    help="seconds, tiny data: does it still run? (8 covers at 32 px, all "
+                         "temporary; both phases in one process: its figures mean nothing)")
     args = ap.parse_args()
     if args.smoke:
         args.n, args.size, args.covers = 8, 32, ""
@@ -92,7 +92,8 @@ def measure(args, work: Path) -> None:
     # each phase in a fresh process (its own peak RSS); --smoke: the two in one (one start-up)
     for phases in (["decode", "read"],) if args.smoke else (["decode"], ["read"]):
         proc = subprocess.run([sys.executable, "-c", CHILD, str(list_file), str(args.size),
-                               ",".join(phases)], env=env, capture_output=True, text=True, check=True)
+                               ",".join(phases)], env=env, capture_output=True, text=True,
+                              check=True)
         for phase, line in zip(phases, proc.stdout.splitlines()[-len(phases):]):
             out[phase] = {k: round(v, 1) if isinstance(v, float) else v
                           for k, v in json.loads(line).items()}
@@ -101,9 +102,8 @@ def measure(args, work: Path) -> None:
                   flush=True)
     cache_bytes = sum(p.stat().st_size for p in (work / "cache").rglob("*") if p.is_file())
     out["cache_mb"] = round(cache_bytes / 2**20, 1)
-    # the covers really went into the cache: at least their pixels (uint8)
-    if [out[p]["phase"] for p in ("decode", "read")] != ["decode", "read"] or \
-            cache_bytes < args.n * 3 * args.size ** 2:
+    # --smoke: the covers really went into the cache (at least their pixels, uint8)
+    if args.smoke and cache_bytes < args.n * 3 * args.size ** 2:
         raise SystemExit(f"bench_image_cache: {cache_bytes} bytes cached for {args.n} covers "
                          f"at {args.size} px")
     print(json.dumps(out, indent=2))

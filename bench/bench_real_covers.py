@@ -331,7 +331,8 @@ def ceiling_row(values: list[float]) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    ap.add_argument("--work", type=Path, help=f"default {WORK}; with --smoke: a temporary one")
+    ap.add_argument("--work", type=Path, help=f"default {WORK}; with --smoke: a temporary one "
+                    "(or this one, kept: the other benches' smokes reuse its tiny workspace)")
     ap.add_argument("--only", nargs="*", help="run only recipes whose name contains one of these")
     ap.add_argument("--full", action="store_true", help="also time the recommended line end to end")
     ap.add_argument("--smoke", action="store_true", help="seconds, tiny data: does it still run?")
@@ -353,7 +354,8 @@ def smoke_work(work: Path | None):
     workspace), else a temporary one; its cache with it."""
     with contextlib.ExitStack() as stack:
         if work is None:
-            work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="coverpop-bench-rc-")))
+            work = Path(stack.enter_context(
+                tempfile.TemporaryDirectory(prefix="coverpop-bench-rc-")))
         os.environ["COVERPOP_CACHE"] = str(work / "cache")
         yield work
 

@@ -188,7 +188,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     ap.add_argument("--near", type=float, default=0.3, help="share of covers that are near copies")
     ap.add_argument("--size", type=int, default=64, help="cover and model input size, px")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--smoke", action="store_true", help=f"sizes {SMOKE_SIZES} at 32 px (mostly start-up: seven stage processes)")
+    ap.add_argument("--smoke", action="store_true",
+                    help=f"sizes {SMOKE_SIZES} at 32 px (mostly start-up: seven stage processes)")
     ap.add_argument("--keep", type=Path, help="work here and keep it (default: a temp folder)")
     ap.add_argument("--json", type=Path, help="also write the measurements here")
     args = ap.parse_args(argv)

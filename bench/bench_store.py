@@ -136,7 +136,7 @@ def bench_push(server: S3Server, work: Path, n: int, verify: bool = False) -> di
     pull_s = dvc_wall(["pull"], mate, env)
     shards = author / "data/shards"
     if verify and not same_files(shards, mate / "data/shards"):   # --smoke: the pull is whole
-        raise SystemExit(f"bench_store: the teammate's data/shards differ from the author's")
+        raise SystemExit("bench_store: the teammate's data/shards differ from the author's")
     up_s, down_s = boto3_baseline(server, shards, bucket + "-shards", work / "raw-shards")
     file_up_s, file_down_s = boto3_baseline(server, images, bucket + "-files", work / "raw-files")
     store_bytes = sum(p.stat().st_size for p in shards.iterdir())
