@@ -30,10 +30,11 @@ def main() -> None:
     ap.add_argument("--covers", type=int, default=96)
     ap.add_argument("--backbones", nargs="+", default=["lite0"], choices=list(BACKBONES))
     ap.add_argument("--smoke", action="store_true",
-                    help="seconds, tiny data: does it still run? (4 covers, lite0)")
+                    help="seconds, tiny data: does it still run? (4 covers, lite0 at 32 px)")
     args = ap.parse_args()
     if args.smoke:
         args.covers, args.backbones = 4, ["lite0"]
+        BACKBONES["lite0"] = (BACKBONES["lite0"][0], 32)
     print(f"torch threads: {torch.get_num_threads()}; {args.covers} covers\n")
     print("| backbone | layout, batch | CPU s | vs contiguous, 128 | max |Δ features| |")
     print("|---|---|---|---|---|")
@@ -55,8 +56,12 @@ def main() -> None:
             cpu = time.process_time() - t0
             if base is None:
                 base, base_cpu = feats, cpu
+            diff = (feats - base).abs().max().item()
             print(f"| {name} {size} px | {layout}, {batch} | {cpu:.1f} | {base_cpu / cpu:.2f}× | "
-                  f"{(feats - base).abs().max().item():.1e} |", flush=True)
+                  f"{diff:.1e} |", flush=True)
+            if args.smoke and not (feats.shape[0] == args.covers and diff < 1e-3):
+                raise SystemExit(f"bench_feature_pass: {layout}, {batch}: features of shape "
+                                 f"{tuple(feats.shape)}, {diff:.1e} from the contiguous pass")
 
 
 if __name__ == "__main__":

@@ -82,6 +82,9 @@ def main() -> None:
         ratio = f"  {base / seconds:5.1f}x the CPU run" if base else ""
         print(f"{name:>10}: {seconds:7.1f} s{ratio}  state sha256 {sha}  "
               f"val MAE {val.get('mae', float('nan')):.3f} Spearman {val.get('spearman', float('nan')):.3f}")
+    bad = [name for name, (_, _, val) in runs.items() if not val.get("mae", -1) >= 0]
+    if args.smoke and bad:   # nan or missing: the loop did not train
+        raise SystemExit(f"bench_gpu_train: no val MAE from the {bad} run")
     if "cuda again" in runs:
         same = runs["cuda"][1] == runs["cuda again"][1]
         print("CUDA runs bit-identical:", same)

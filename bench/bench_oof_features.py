@@ -24,7 +24,6 @@ import json
 import os
 import resource
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -57,10 +56,9 @@ VARIANTS = {
 }
 # What to compute, cheapest first: an interrupted run has scored the cheap variants.
 JOBS = [("lite0", False), ("lite1", False), ("lite0", True), ("lite2", False)]
-# --smoke: one tiny weak demo (bench_real_covers.workspace, the real stage scripts), lite0 and
-# its flips, 2 folds, in a temporary --work
-SMOKE_DEMO = ["data.demo.effects=weak", "data.demo.n_albums=24", "select.n=48", "scrape.size=64",
-              "scrape.workers=2"]
+# --smoke: bench_real_covers' tiny weak demo (its workspace, the real stage scripts), lite0 at
+# 32 px and its flips, 2 folds, in a temporary --work (or the --work given, kept)
+SMOKE_PX = 32
 
 
 def kept_rows(ws: Path) -> pd.DataFrame:
@@ -140,7 +138,8 @@ def score_seed(ws: Path, feats: dict, interp: pd.DataFrame | None, folds: int, s
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--work", type=Path, default=Path("/tmp/bench-real-covers"))
+    ap.add_argument("--work", type=Path, help="default /tmp/bench-real-covers; with --smoke: a "
+                    "temporary one (or this one, kept: its tiny workspace is reused)")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--folds", type=int, default=5)
     ap.add_argument("--compute-only", action="store_true", help="features only, no scoring")
@@ -151,19 +150,25 @@ def main() -> None:
                     help="seconds, tiny data: does it still run? (one tiny workspace, lite0)")
     args = ap.parse_args()
     if not args.smoke:
-        return measure(args)
+        args.work = args.work or Path("/tmp/bench-real-covers")
+        measure(args)
+        return
     sys.path.insert(0, str(Path(__file__).parent))
     import bench_real_covers as rc   # builds the workspaces this bench reads
 
     args.seeds, args.folds, args.backbones = [0], 2, ["lite0"]
-    with tempfile.TemporaryDirectory(prefix="coverpop-bench-oof-") as work:
-        args.work = Path(work)
-        os.environ["COVERPOP_CACHE"] = str(args.work / "cache")
-        rc.workspace(args.work, 0, args.work / "cache", SMOKE_DEMO)
-        measure(args)
+    BACKBONES["lite0"] = (BACKBONES["lite0"][0], SMOKE_PX)
+    with rc.smoke_work(args.work) as args.work:
+        rc.workspace(args.work, 0, args.work / "cache", rc.SMOKE_DEMO)
+        results = measure(args)
+    scored = results[0]
+    expected = {"lite0", "interpretable only", "lite0 + interpretable", "lite0 + flips"}
+    if set(scored) != expected or not all(-1 <= r["spearman"] <= 1 for r in scored.values()):
+        raise SystemExit(f"smoke: expected a Spearman in [-1, 1] for each of {sorted(expected)}, "
+                         f"got {scored}")
 
 
-def measure(args) -> None:
+def measure(args) -> dict[int, dict[str, dict]] | None:
     os.environ.setdefault("COVERPOP_CACHE", str(args.work / "cache"))
     torch.set_num_threads(min(2, os.cpu_count() or 1))
     cpu_log = args.work / "feature_cpu.json"
@@ -213,6 +218,7 @@ def measure(args) -> None:
         sd = lambda v: v.std(ddof=1) if len(v) > 1 else 0.0  # noqa: E731
         print(f"| {variant} | {sp.mean():.3f} ± {sd(sp):.3f} | {tr.mean():.3f} ± {sd(tr):.3f} | "
               f"{' / '.join(f'{t:.3f}' for t in tr)} | {c:.0f} |")
+    return results
 
 
 if __name__ == "__main__":

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -40,6 +39,7 @@ BACKBONES = {"lite0": ("tf_efficientnet_lite0", 224), "lite1": ("tf_efficientnet
 VARIANTS = {"lite0": (["lite0"], False), "lite0 + flips": (["lite0"], True),
             "lite0 + lite1": (["lite0", "lite1"], False),
             "lite0 + lite1 + flips": (["lite0", "lite1"], True)}
+SMOKE_PX = 32   # --smoke: every backbone at this size
 
 
 def features(name: str, covers: tuple, flip: bool) -> tuple[np.ndarray, float]:
@@ -85,24 +85,30 @@ def one_seed(ws: Path) -> dict[str, dict]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--work", type=Path, default=Path("/tmp/bench-real-covers"))
+    ap.add_argument("--work", type=Path, help="default /tmp/bench-real-covers; with --smoke: a "
+                    "temporary one (or this one, kept: its tiny workspace is reused)")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--smoke", action="store_true", help="seconds, tiny data: does it still run?")
     args = ap.parse_args()
     if not args.smoke:
+        args.work = args.work or Path("/tmp/bench-real-covers")
         return measure(args)
     sys.path.insert(0, str(Path(__file__).parent))
     import bench_real_covers as rc   # builds the workspaces this bench reads
 
+    # bench_real_covers' tiny workspace (no analyze: the probe reads none), both backbones at
+    # 32 px, one seed
     args.seeds = [0]
-    with tempfile.TemporaryDirectory(prefix="coverpop-bench-probe-") as work:
-        args.work = Path(work)
-        os.environ["COVERPOP_CACHE"] = str(args.work / "cache")
-        rc.workspace(args.work, 0, args.work / "cache", rc.SMOKE_DEMO)
-        measure(args)
+    BACKBONES.update({k: (name, SMOKE_PX) for k, (name, _) in BACKBONES.items()})
+    with rc.smoke_work(args.work) as args.work:
+        rc.workspace(args.work, 0, args.work / "cache", rc.SMOKE_DEMO, analyze=False)
+        results = measure(args)
+    bad = [v for v, r in results[0].items() if not (-1 <= r["spearman"] <= 1 and r["cpu_s"] > 0)]
+    if bad or list(results[0]) != list(VARIANTS):
+        raise SystemExit(f"smoke: no sensible Spearman or CPU time for {bad or 'some variants'}")
 
 
-def measure(args) -> None:
+def measure(args) -> dict[int, dict[str, dict]]:
     os.environ.setdefault("COVERPOP_CACHE", str(args.work / "cache"))
     results = {}
     for seed in args.seeds:
@@ -116,6 +122,7 @@ def measure(args) -> None:
         sp, tr = np.array([r["spearman"] for r in rs]), np.array([r["truth"] for r in rs])
         print(f"| {variant} | {sp.mean():.3f} ± {sp.std(ddof=1):.3f} | {tr.mean():.3f} ± "
               f"{tr.std(ddof=1):.3f} | {np.mean([r['cpu_s'] for r in rs]):.0f} |")
+    return results
 
 
 if __name__ == "__main__":

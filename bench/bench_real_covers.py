@@ -28,6 +28,7 @@ for its embeddings, later ones on the same backbone reuse them (their time says 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
@@ -50,12 +51,14 @@ from coverpop.covers.store import CoverStore
 ROOT = Path(__file__).resolve().parents[1]
 NOTES = ROOT / "README.md"
 WEAK_DEMO = ["data.demo.effects=weak", "data.demo.n_albums=2500", "select.n=4000"]
-# --smoke: a tiny weak demo and one tiny recipe, in a temporary --work
-SMOKE_DEMO = ["data.demo.effects=weak", "data.demo.n_albums=40", "select.n=80", "scrape.size=64",
-              "scrape.workers=2"]
+# --smoke: a tiny weak demo and one tiny recipe, in a temporary --work (or the --work given:
+# kept, so bench_oof_features.py and bench_probe_variants.py --smoke reuse its workspace)
+SMOKE_DEMO = ["data.demo.effects=weak", "data.demo.n_albums=32", "select.n=64", "scrape.size=32",
+              "scrape.workers=2", "analyze.bootstrap=20"]
 SMOKE_RECIPES = {"smoke: resnet10t, 32 px, 1 epoch": [
     "model=resnet10t", "image_size=32", "train.epochs=1", "train.batch_size=16",
-    "evaluate.bootstrap=20", "evaluate.gallery=2"]}
+    "evaluate.bootstrap=20", "evaluate.gallery=2", "evaluate.cv_folds=2"]}
+WORK = Path("/tmp/bench-real-covers")
 FROZEN = ["model=tf_efficientnet_lite0", "pretrained=package", "image_size=224",
           "normalization=model", "train.freeze_backbone=true", "train.augment=false"]
 DATA_STAGES = [
@@ -177,9 +180,10 @@ def timed(cmd: list[str], cwd: Path, cache: Path, log: Path) -> tuple[float, flo
     return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
-def workspace(work: Path, seed: int, cache: Path, demo: list[str] = WEAK_DEMO) -> Path:
-    """A weak-demo workspace up to data/split.csv and data/features.csv (analyze), through the
-    real stage scripts; each stage's CPU seconds in data.json."""
+def workspace(work: Path, seed: int, cache: Path, demo: list[str] = WEAK_DEMO,
+              analyze: bool = True) -> Path:
+    """A weak-demo workspace up to data/split.csv and data/features.csv (analyze; `analyze=False`:
+    up to the split), through the real stage scripts; each stage's CPU seconds in data.json."""
     from coverpop.core.params import defaults
 
     ws = work / f"seed{seed}"
@@ -190,7 +194,7 @@ def workspace(work: Path, seed: int, cache: Path, demo: list[str] = WEAK_DEMO) -
     (ws / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     log = ws / "data.json"
     spent = json.loads(log.read_text()) if log.is_file() else {}
-    for script, *args in DATA_STAGES:
+    for script, *args in DATA_STAGES if analyze else DATA_STAGES[:-1]:
         if (ws / (args[2] if script == "analyze.py" else args[-1])).exists():
             continue   # done: its last output (analyze: its features) is there
         _, cpu = timed([sys.executable, str(ROOT / "stages" / script), *args], ws, cache,
@@ -327,21 +331,36 @@ def ceiling_row(values: list[float]) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    ap.add_argument("--work", type=Path, default=Path("/tmp/bench-real-covers"))
+    ap.add_argument("--work", type=Path, help=f"default {WORK}; with --smoke: a temporary one "
+                    "(or this one, kept: the other benches' smokes reuse its tiny workspace)")
     ap.add_argument("--only", nargs="*", help="run only recipes whose name contains one of these")
     ap.add_argument("--full", action="store_true", help="also time the recommended line end to end")
     ap.add_argument("--smoke", action="store_true", help="seconds, tiny data: does it still run?")
     args = ap.parse_args()
     if not args.smoke:
+        args.work = args.work or WORK
         return measure(args, WEAK_DEMO, RECIPES)
     args.seeds, args.full = [0], False
-    with tempfile.TemporaryDirectory(prefix="coverpop-bench-rc-") as work:
-        args.work = Path(work)
-        os.environ["COVERPOP_CACHE"] = str(args.work / "cache")
-        measure(args, SMOKE_DEMO, SMOKE_RECIPES)
+    with smoke_work(args.work) as args.work:
+        results = measure(args, SMOKE_DEMO, SMOKE_RECIPES)
+    bad = [r["recipe"] for r in results if not -1 <= r["spearman"] <= 1 or r["mae"] <= 0]
+    if bad:
+        raise SystemExit(f"smoke: no sensible test Spearman / MAE from {bad}")
 
 
-def measure(args, demo: list[str], base_recipes: dict) -> None:
+@contextlib.contextmanager
+def smoke_work(work: Path | None):
+    """--smoke's folder: the --work given (kept: the other benches' smokes reuse its tiny
+    workspace), else a temporary one; its cache with it."""
+    with contextlib.ExitStack() as stack:
+        if work is None:
+            work = Path(stack.enter_context(
+                tempfile.TemporaryDirectory(prefix="coverpop-bench-rc-")))
+        os.environ["COVERPOP_CACHE"] = str(work / "cache")
+        yield work
+
+
+def measure(args, demo: list[str], base_recipes: dict) -> list[dict]:
     cache = Path(os.environ.get("COVERPOP_CACHE") or args.work / "cache")
     line = recommended_line()
     recommended = overrides(line)
@@ -371,6 +390,7 @@ def measure(args, demo: list[str], base_recipes: dict) -> None:
         print(f"\nthe recommended line end to end on {f['covers']} covers (local source, fresh "
               f"clone, `dvc exp run`): {f['wall_s']:.0f} s wall, {f['cpu_s']:.0f} s CPU; "
               f"test Spearman {f['spearman']:.3f}; out of fold {json.dumps(f['oof'])}")
+    return results
 
 
 if __name__ == "__main__":

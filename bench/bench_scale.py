@@ -43,7 +43,8 @@ from bench_noop_repro import export  # noqa: E402  (the same copy of the checkou
 REPO = Path(__file__).resolve().parents[1]
 STAGES = ["inputs", "fetch_csv", "select_tracks", "scrape_images", "dedupe_split", "train",
           "evaluate"]
-SMOKE_SIZES = [200]   # one small size: the whole chain runs (no exponent from one size)
+SMOKE_SIZES = [80]   # one small size: the whole chain runs (no exponent from one size)
+SMOKE_SETS = {"evaluate.bootstrap": 20, "evaluate.cv_folds": 2, "scrape.workers": 2}
 
 
 def make_covers(folder: Path, n: int, size: int, near: float, seed: int = 0) -> Path:
@@ -134,7 +135,8 @@ def bench_one(n: int, args, root: Path) -> dict:
     t0 = time.perf_counter()
     make_covers(source, n, args.size, args.near, seed=args.seed)
     made = time.perf_counter() - t0
-    repo = scratch_repo(root / f"repo-{n}", recipe(n, args.size, source))
+    sets = {**recipe(n, args.size, source), **(SMOKE_SETS if args.smoke else {})}
+    repo = scratch_repo(root / f"repo-{n}", sets)
     for folder in ("cache", "tmp"):
         (repo / folder).mkdir()
     env = {**os.environ, "PYTHONPATH": str(repo / "src"), "COVERPOP_CACHE": str(repo / "cache"),
@@ -149,6 +151,10 @@ def bench_one(n: int, args, root: Path) -> dict:
         result["stages"][stage] = m
         print(f"  {stage:14s} wall {m['wall']:8.1f} s  cpu {m['cpu']:8.1f} s  "
               f"rss {m['rss_mb']:7.0f} MB   {m['last_line'][0][:70]}", flush=True)
+    if args.smoke:   # the chain really ran: a test Spearman from the covers it made
+        spearman = json.loads((repo / "metrics/eval/report.json").read_text())["model"]["spearman"]
+        if not -1 <= spearman <= 1:
+            raise SystemExit(f"bench_scale --smoke: test Spearman {spearman} is not in [-1, 1]")
     return result
 
 
@@ -182,7 +188,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     ap.add_argument("--near", type=float, default=0.3, help="share of covers that are near copies")
     ap.add_argument("--size", type=int, default=64, help="cover and model input size, px")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--smoke", action="store_true", help=f"sizes {SMOKE_SIZES} at 32 px (about 40 s of CPU, mostly start-up)")
+    ap.add_argument("--smoke", action="store_true",
+                    help=f"sizes {SMOKE_SIZES} at 32 px (mostly start-up: seven stage processes)")
     ap.add_argument("--keep", type=Path, help="work here and keep it (default: a temp folder)")
     ap.add_argument("--json", type=Path, help="also write the measurements here")
     args = ap.parse_args(argv)

@@ -71,6 +71,13 @@ def pack_folder(images: Path, store: Path) -> float:
     return time.perf_counter() - t0
 
 
+def same_files(a: Path, b: Path) -> bool:
+    """The same file names with the same bytes in the two folders (and some at all)."""
+    names = sorted(p.name for p in a.iterdir())
+    return bool(names) and names == sorted(p.name for p in b.iterdir()) and all(
+        (a / n).read_bytes() == (b / n).read_bytes() for n in names)
+
+
 def new_repo(path: Path, env: dict) -> Path:
     path.mkdir(parents=True)
     git(["init", "-q", "-b", "main"], path, env)
@@ -78,23 +85,25 @@ def new_repo(path: Path, env: dict) -> Path:
     return path
 
 
-def bench_status(work: Path, n: int, m: int) -> dict:
+def bench_status(work: Path, n: int, m: int, repeats: int = 3) -> dict:
+    """`repeats` (3; --smoke: 1) timings of the baseline, two of each status after it."""
     env = isolated_env()
     repo = new_repo(work / "status-new", env)
-    empty_s = min(dvc(["status"], repo, env) for _ in range(3))   # dvc's own start-up
+    empty_s = min(dvc(["status"], repo, env) for _ in range(repeats))   # dvc's own start-up
+    again = max(1, repeats - 1)
     small_covers(repo / "data/covers/images", n)
     pack_s = pack_folder(repo / "data/covers/images", repo / "data/shards")
     add_s = dvc(["add", "-q", "data/shards"], repo, env)
     ignore = repo / ".dvcignore"
     ignore.write_text(ignore.read_text() + "/data/covers/images/\n")
-    status = [dvc(["status"], repo, env) for _ in range(2)]
+    status = [dvc(["status"], repo, env) for _ in range(again)]
     ignore.write_text(ignore.read_text().replace("/data/covers/images/\n", ""))
     unignored_s = dvc(["status"], repo, env)
     shutil.rmtree(repo)
     old = new_repo(work / "status-old", env)
     small_covers(old / "data/covers/images", m)
     old_add_s = dvc(["add", "-q", "data/covers"], old, env)
-    old_status = [dvc(["status"], old, env) for _ in range(2)]
+    old_status = [dvc(["status"], old, env) for _ in range(again)]
     shutil.rmtree(old)
     per_file = (min(old_status) - empty_s) / m
     return {"covers": n, "dvc_status_empty_repo_s": round(empty_s, 2),
@@ -108,7 +117,7 @@ def bench_status(work: Path, n: int, m: int) -> dict:
             "load_average": round(os.getloadavg()[0], 1)}
 
 
-def bench_push(server: S3Server, work: Path, n: int) -> dict:
+def bench_push(server: S3Server, work: Path, n: int, verify: bool = False) -> dict:
     bucket = f"bench-{uuid.uuid4().hex[:8]}"
     server.client().create_bucket(Bucket=bucket)
     env = isolated_env(**server.credentials_env())
@@ -126,6 +135,8 @@ def bench_push(server: S3Server, work: Path, n: int) -> dict:
     git(["clone", "-q", str(author), str(mate)], work, env)
     pull_s = dvc_wall(["pull"], mate, env)
     shards = author / "data/shards"
+    if verify and not same_files(shards, mate / "data/shards"):   # --smoke: the pull is whole
+        raise SystemExit("bench_store: the teammate's data/shards differ from the author's")
     up_s, down_s = boto3_baseline(server, shards, bucket + "-shards", work / "raw-shards")
     file_up_s, file_down_s = boto3_baseline(server, images, bucket + "-files", work / "raw-files")
     store_bytes = sum(p.stat().st_size for p in shards.iterdir())
@@ -150,7 +161,8 @@ def main() -> None:
     ap.add_argument("--json", type=Path)
     ap.add_argument("--smoke", action="store_true",
                     help="seconds, tiny data: does it still run? (20 covers, 10 in the old layout, "
-                         "5 pushed; push skipped unless COVERPOP_S3_ENDPOINT names a server)")
+                         "each status once, 5 pushed; push skipped unless COVERPOP_S3_ENDPOINT "
+                         "names a server)")
     args = ap.parse_args()
     if args.smoke:
         args.status_covers, args.old_status_covers, args.push_covers = 20, 10, 5
@@ -163,11 +175,12 @@ def main() -> None:
     out = {}
     try:
         if "status" not in args.skip:
-            out["status"] = bench_status(work, args.status_covers, args.old_status_covers)
+            out["status"] = bench_status(work, args.status_covers, args.old_status_covers,
+                                         1 if args.smoke else 3)
             print(json.dumps(out["status"]), flush=True)
         if "push" not in args.skip:
             server, started = s3_server(work)
-            out["push"] = bench_push(server, work, args.push_covers)
+            out["push"] = bench_push(server, work, args.push_covers, verify=args.smoke)
             print(json.dumps(out["push"]), flush=True)
         if args.json:
             args.json.write_text(json.dumps(out, indent=1) + "\n")

@@ -117,7 +117,7 @@ def main() -> None:
     args = ap.parse_args()
     if args.smoke:
         args.model, args.size, args.batch, args.n, args.repeats, args.rounds = \
-            "resnet10t", 32, 16, 32, 1, 1
+            "resnet10t", 32, 8, 16, 1, 1
     if args.threads:
         torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory(prefix="coverpop-bench-") as cache:
@@ -175,6 +175,10 @@ def measure(args) -> None:
               f"epoch {frozen_s:.2f} s ({frozen_s / head_s:.0f}x); full fine-tune epoch {full_s:.2f} s "
               f"({full_s / head_s:.0f}x)", flush=True)
     print(json.dumps(out, indent=2))
+    rates = {k: v for k, v in out.items() if k.startswith(("a_", "b_"))}
+    if args.smoke and not (len(rates) == 12 and all(v >= 0 for v in rates.values())
+                           and out["a_plain_ratio"] > 0 and out["a_augment_ratio"] > 0):
+        raise SystemExit(f"bench_train: expected 12 figures, none negative or nan, got {rates}")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(out, f, indent=2)

@@ -76,6 +76,9 @@ def main() -> None:
         out["runs"].append(row)
         print(json.dumps(row), flush=True)
     print(json.dumps(out, indent=1))
+    # on the CPU `auto` is deterministic: two runs must give the same checkpoint bytes
+    if args.smoke and args.device == "cpu" and not all(r["identical_bytes"] for r in out["runs"]):
+        raise SystemExit("determinism: two identical CPU runs gave different checkpoints")
 
 
 if __name__ == "__main__":

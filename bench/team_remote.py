@@ -133,7 +133,8 @@ def _demo_author(author: Path, n: int, env: dict) -> Path:
     return author / "data" / "covers" / "images"
 
 
-def bench_push_pull(server: S3Server, work: Path, n: int, source: str) -> dict:
+def bench_push_pull(server: S3Server, work: Path, n: int, source: str,
+                    verify: bool = False) -> dict:
     bucket = f"bench-{uuid.uuid4().hex[:8]}"
     server.client().create_bucket(Bucket=bucket)
     env = isolated_env(HF_HUB_OFFLINE="1", **server.credentials_env())
@@ -155,6 +156,10 @@ def bench_push_pull(server: S3Server, work: Path, n: int, source: str) -> dict:
     # demo: only the stages up to the scrape ran, so pull those (train's outputs don't exist)
     pull_s = dvc(["pull", "scrape_images", "--with-deps"] if source == "demo" else ["pull"],
                  mate, env)
+    pulled = mate / images.relative_to(author)
+    if verify and sorted(p.read_bytes() for p in covers) != sorted(
+            p.read_bytes() for p in pulled.iterdir()):   # --smoke: the teammate got every cover
+        raise SystemExit(f"team_remote: the teammate's {pulled} differs from the author's")
     up_s, down_s = boto3_baseline(server, images, bucket + "-raw", work / "raw-download")
     return {"source": source, "covers": len(covers), "cover_megabytes": round(total_bytes / 1e6, 1),
             "prepare_s": round(make_s, 1),
@@ -164,13 +169,14 @@ def bench_push_pull(server: S3Server, work: Path, n: int, source: str) -> dict:
             "pull_ratio": round(pull_s / down_s, 2), "jobs": JOBS}
 
 
-def bench_status(work: Path, m: int) -> dict:
+def bench_status(work: Path, m: int, repeats: int = 3) -> dict:
+    """The baseline is the best of `repeats` (3; --smoke: 1)."""
     env = isolated_env()
     repo = work / "status"
     repo.mkdir()
     git(["init", "-q", "-b", "main"], repo, env)
     dvc(["init", "-q"], repo, env)
-    empty_s = min(dvc(["status"], repo, env) for _ in range(3))   # dvc's own start-up
+    empty_s = min(dvc(["status"], repo, env) for _ in range(repeats))   # dvc's own start-up
     images = repo / "data" / "covers" / "images"
     images.mkdir(parents=True)
     for i in range(m):   # status cost is per file, not per byte: small distinct files
@@ -220,10 +226,11 @@ def main() -> None:
             [sys.executable, "-m", "dvc", "--version"], capture_output=True, text=True
         ).stdout.strip()}
         if "push" not in args.skip:
-            result["push_pull"] = bench_push_pull(server, work, args.covers, args.source)
+            result["push_pull"] = bench_push_pull(server, work, args.covers, args.source,
+                                                  verify=args.smoke)
             print(json.dumps(result["push_pull"]), flush=True)
         if "status" not in args.skip:
-            result["status"] = bench_status(work, args.status_files)
+            result["status"] = bench_status(work, args.status_files, 1 if args.smoke else 3)
             print(json.dumps(result["status"]), flush=True)
         args.out.mkdir(parents=True, exist_ok=True)
         (args.out / "team_remote.json").write_text(json.dumps(result, indent=1) + "\n")

@@ -13,6 +13,11 @@ BENCHES = sorted((ROOT / "bench").glob("*.py"))
 # the ones that build a pipeline, a workspace or an S3 server first (tens of seconds)
 SLOW = {"bench_noop_repro.py", "bench_real_covers.py", "bench_probe_variants.py",
         "team_remote.py"}
+# these read bench_real_covers' tiny workspace: the first to run builds it in one shared --work,
+# the others resume it (its stages are skipped when their outputs are there)
+SHARED_WORK = {"bench_oof_features.py", "bench_probe_variants.py", "bench_real_covers.py"}
+# run in their smoke mode by their own test, with more checks
+OWN_TEST = {"time_stages.py": "tests/test_bench_time_stages.py"}
 
 
 def private_uses(source: str) -> list[str]:
@@ -53,22 +58,43 @@ def test_benches_use_public_functions_only(script):
     assert private_uses(script.read_text()) == []
 
 
-@pytest.mark.parametrize("script", [pytest.param(p, marks=pytest.mark.slow) if p.name in SLOW
-                                    else p for p in BENCHES], ids=lambda p: p.name)
-def test_every_bench_runs_in_its_smoke_mode(script, tmp_path, request):
+@pytest.fixture(scope="module")
+def real_covers_work(tmp_path_factory):
+    return tmp_path_factory.mktemp("bench-real-covers")
+
+
+def run_smoke(script, tmp_path, *args: str, **extra_env: str) -> subprocess.CompletedProcess:
+    """`python bench/<script> --smoke ARGS` as a user runs it, in tmp_path; it must pass, leave
+    nothing in its temp folder and write nothing into the repository."""
     tmp = tmp_path / "tmp"
     tmp.mkdir()
     e = {**env(), "PYTHONPATH": str(ROOT / "src"), "TMPDIR": str(tmp),
-         "COVERPOP_CACHE": str(tmp_path / "cache"), "OMP_NUM_THREADS": "1"}
-    if script.name == "team_remote.py":   # the real S3 server of the S3 tests (CI's, or started)
-        server = request.getfixturevalue("s3_server")
-        e.update(COVERPOP_S3_ENDPOINT=server.endpoint, **server.credentials_env())
+         "COVERPOP_CACHE": str(tmp_path / "cache"), "OMP_NUM_THREADS": "1", **extra_env}
     out_dir = ROOT / "bench" / "out"
     before = sorted(out_dir.rglob("*")) if out_dir.exists() else []
-    proc = subprocess.run([sys.executable, str(script), "--smoke"], cwd=tmp_path, env=e,
+    proc = subprocess.run([sys.executable, str(script), "--smoke", *args], cwd=tmp_path, env=e,
                           text=True, capture_output=True, timeout=600)
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
     assert "Traceback" not in proc.stderr
     assert sorted(os.listdir(tmp)) == [], "the bench left temp files behind"
     after = sorted(out_dir.rglob("*")) if out_dir.exists() else []
     assert after == before, "a smoke run wrote figures into the repository"
+    return proc
+
+
+def test_every_bench_has_a_smoke_test():
+    assert all((ROOT / test).is_file() for test in OWN_TEST.values())
+    assert SHARED_WORK | set(OWN_TEST) <= {p.name for p in BENCHES}
+
+
+@pytest.mark.parametrize("script", [pytest.param(p, marks=pytest.mark.slow) if p.name in SLOW
+                                    else p for p in BENCHES if p.name not in OWN_TEST],
+                         ids=lambda p: p.name)
+def test_every_bench_runs_in_its_smoke_mode(script, tmp_path, request):
+    args, extra = [], {}
+    if script.name in SHARED_WORK:
+        args = ["--work", str(request.getfixturevalue("real_covers_work"))]
+    if script.name == "team_remote.py":   # the real S3 server of the S3 tests (CI's, or started)
+        server = request.getfixturevalue("s3_server")
+        extra = dict(COVERPOP_S3_ENDPOINT=server.endpoint, **server.credentials_env())
+    run_smoke(script, tmp_path, *args, **extra)
