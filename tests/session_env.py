@@ -77,6 +77,9 @@ def isolate() -> Path:
         (SESSION / name).mkdir()
         os.environ[var] = str(SESSION / name)
     tempfile.tempdir = os.environ["TMPDIR"]                    # this process too, not only children
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers > 1:   # xdist: the cores shared out, else torch's threads in every worker fight
+        os.environ["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // workers))
     os.environ["HF_HUB_OFFLINE"] = "1"                         # nothing may download in tests
     os.environ["DVC_NO_ANALYTICS"] = "1"
     return SESSION
