@@ -47,7 +47,7 @@ def bare_rates(cfg: TrainConfig, data: CoverTensors, steps: int, blocks: int) ->
     model = CoverRegressor(cfg.model, cfg.image_size, (0.5,) * 3, (0.5,) * 3, cfg.output,
                            cfg.head_hidden, weights=resolve_weights(cfg.model, cfg.pretrained))
     model.to(device).train()
-    channels_last = uses_channels_last(cfg)
+    channels_last = uses_channels_last(cfg, model, device)
     amp = uses_amp(cfg, device)
     if channels_last:
         model.to(memory_format=torch.channels_last)

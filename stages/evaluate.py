@@ -35,6 +35,7 @@ from coverpop.evaluate.metadata import (
 from coverpop.evaluate.report import gallery, headline, predictions_frame
 from coverpop.evaluate.verdict import verdict_figure
 from coverpop.evaluate.saliency import explain_test_covers
+from coverpop.train import embeddings
 from coverpop.train.checkpoint import load_predictor
 from coverpop.train.data import load_covers
 
@@ -58,15 +59,18 @@ def main() -> None:
     # A frozen backbone: features of every kept cover, from the train stage's per-cover cache
     # (only the test covers are new); the checkpoint's head predicts the test covers from them.
     learned = crossfit.frozen_cover_features(predictor, kept, store, progress=True)
-    test_images = None
     if learned is not None:
-        with torch.no_grad():
-            head = predictor.model.forward_head(torch.from_numpy(learned[is_test]).float())
-        predicted = head.numpy() * float(predictor.ckpt["target_scale"])
+        test_features = torch.from_numpy(learned[is_test]).float()
     else:
+        # A fine-tuned backbone: the test covers' features, once; the head predicts from them
+        # (model(x) is forward_head(features(x))), and the cover-value ridge below reuses them.
         test_images = load_covers(store, test["cover_id"].tolist(), test["sha256"].tolist(),
                                   predictor.image_size)
-        predicted = predictor.predict_uint8(test_images)
+        test_features = embeddings.compute(predictor.model, test_images, torch.device("cpu"),
+                                           progress=False)
+    with torch.no_grad():
+        head = predictor.model.forward_head(test_features)
+    predicted = head.numpy() * float(predictor.ckpt["target_scale"])
     y = test["popularity"].to_numpy()
 
     baselines = {"mean": mean_baseline(train, test), "random": random_baseline(train, test, seed)}
@@ -84,7 +88,8 @@ def main() -> None:
         if learned is not None:
             x_train, x_test = learned[is_train], learned[is_test]
         else:
-            x_train, x_test = cover_features(predictor, args.split, store, test_images)
+            x_train = cover_features(predictor, args.split, store)
+            x_test = test_features.double().numpy()
         value = fit_cover_value(train, test, x_train, x_test, seed)
         value_headline, detail = cover_value_report(y, value, int(e["bootstrap"]), seed)
         report.update(value_headline)

@@ -130,6 +130,18 @@ def test_channels_last(monkeypatch, channels_last):
     assert seen[0][1] is channels_last
 
 
+@pytest.mark.parametrize("model, expected", [("test_resnet", False), ("test_efficientnet", True)])
+def test_channels_last_auto_on_the_cpu_only_for_depthwise_cnns(monkeypatch, model, expected):
+    """On the CPU, dense convolutions train faster contiguous, depthwise ones channels_last."""
+    seen = _first_conv_inputs(monkeypatch)
+    train(model=model, epochs=1, augment=False, device="cpu")
+    assert seen[0][1] is expected
+    # on a GPU every CNN gets channels_last (the model is only inspected, nothing runs there)
+    net = CoverRegressor("test_resnet", 32, (0.5,) * 3, (0.5,) * 3)
+    assert loop.uses_channels_last(cfg(), net, torch.device("cuda")) is True
+    assert loop.uses_channels_last(cfg(), net, torch.device("cpu")) is False
+
+
 def test_channels_last_auto_is_off_for_vits(monkeypatch):
     seen = _first_conv_inputs(monkeypatch)  # the ViT patch embedding is a conv
     train(model="test_vit", epochs=1, augment=False)

@@ -14,15 +14,18 @@ from collections.abc import Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
-import pandas as pd
 from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
 from coverpop.core.errors import CoverpopError
 from coverpop.covers.store import CoverStore
+
+if TYPE_CHECKING:  # pandas only in the parent: the spawned workers need not import it
+    import pandas as pd
 
 WORK_SIZE = 300
 # Faces are searched on a copy this size (longest side): a third of the cost of 300 px. On 900
@@ -237,6 +240,8 @@ def features_table(paths: Sequence[str | Path], workers: int | None = None,
     Runs in a process pool (`workers`, default: all cores); the cascade is loaded once per
     worker process. `error` is "" for a good file and the reason otherwise.
     """
+    import pandas as pd
+
     paths = [str(p) for p in paths]
     workers = workers or os.cpu_count() or 1
     rows: Iterable[dict]

@@ -189,7 +189,8 @@ class Train(Section):
     device: str = key("auto", "auto = cuda, else mps, else cpu", "auto, cpu, cuda, cuda:N or mps",
                       pattern=r"^(auto|cpu|mps|cuda(:\d+)?)$")
     compile: bool | str = key(False, "torch.compile", "true, false or a torch.compile backend name")
-    channels_last: Literal["auto"] | bool = key("auto", "memory format; auto: CNNs yes, ViTs no")
+    channels_last: Literal["auto"] | bool = key(
+        "auto", "memory format; auto: CNNs yes, ViTs no; on CPU only CNNs with depthwise convs")
     amp: Literal["auto"] | bool = key("auto", "bf16 autocast; auto: on CUDA only")
     deterministic: Literal["auto"] | bool = key(
         "auto",

@@ -76,11 +76,12 @@ def fit_metadata_only(train: pd.DataFrame, test: pd.DataFrame, seed: int = 0
     return np.clip(fit.predict(m_test), 0, 100), fit
 
 
-def cover_features(predictor, split_path: str | Path, store: str | Path, test_images,
-                   progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """The checkpoint's backbone features of the train covers (rows in split.csv order) and of
-    the test covers. A frozen backbone's train features come from the train stage's embedding
-    cache when it holds them; otherwise they are computed (and cached for the next evaluate)."""
+def cover_features(predictor, split_path: str | Path, store: str | Path,
+                   progress: bool = False) -> np.ndarray:
+    """The checkpoint's backbone features of the train covers (rows in split.csv order; the
+    evaluate stage has the test covers' already). A frozen backbone's come from the train stage's
+    embedding cache when it holds them; otherwise they are computed (and cached for the next
+    evaluate)."""
     ckpt = predictor.ckpt
     data, _ = load_split(split_path, store, predictor.image_size, progress=progress)
     device = torch.device("cpu")
@@ -102,8 +103,7 @@ def cover_features(predictor, split_path: str | Path, store: str | Path, test_im
             model, train_images, device, progress=progress))
     else:
         x_train = feats[data.train_idx]
-    x_test = embeddings.compute(model, test_images, device, progress=progress)
-    return x_train.double().numpy(), x_test.double().numpy()
+    return x_train.double().numpy()
 
 
 def _state_digest(model: torch.nn.Module) -> str:

@@ -124,9 +124,15 @@ def _flag(value, auto: bool) -> bool:
     return auto if value == "auto" else bool(value)
 
 
-def uses_channels_last(cfg: TrainConfig) -> bool:
-    """`train.channels_last` resolved: auto means CNNs yes, ViTs no."""
-    return _flag(cfg.channels_last, not is_vit_like(cfg.model))
+def uses_channels_last(cfg: TrainConfig, model: torch.nn.Module | None = None,
+                       device: torch.device | None = None) -> bool:
+    """`train.channels_last` resolved: auto means CNNs yes, ViTs no; on the CPU only CNNs with
+    depthwise (grouped) convolutions. A training step on one CPU thread, 64 px, batch 64: resnet18
+    1.30 s CPU channels_last vs 1.10 s contiguous, mobilenetv3_large_100 0.66 s vs 0.89 s."""
+    auto = not is_vit_like(cfg.model)
+    if auto and model is not None and device is not None and device.type == "cpu":
+        auto = any(isinstance(m, torch.nn.Conv2d) and m.groups > 1 for m in model.modules())
+    return _flag(cfg.channels_last, auto)
 
 
 def uses_amp(cfg: TrainConfig, device: torch.device) -> bool:
@@ -201,10 +207,11 @@ def fit(cfg: TrainConfig, data: CoverTensors, weights: Weights, mean, std, live=
     history, best = [], _Best()
     for epoch in range(cfg.epochs):
         row = _train_epoch(run, epoch)
-        row.update(_validate(run))
+        val, val_pred = _validate(run)
+        row.update(val)
         history.append(row)
         _log_epoch(run, row, live)
-        stale = best.update(row.get("val_loss", row["train_loss"]), epoch, run.model)
+        stale = best.update(row.get("val_loss", row["train_loss"]), epoch, run.model, val_pred)
         if cfg.early_stopping and stale >= cfg.early_stopping:
             break
     return _finish(run, history, best)
@@ -251,7 +258,7 @@ def _setup(cfg: TrainConfig, data: CoverTensors, weights: Weights, mean, std) ->
     train_mean = float(y[data.train_idx].mean())
     model.init_output(train_mean)  # first prediction = train mean; first loss = variance
     model.to(device)
-    channels_last = uses_channels_last(cfg)
+    channels_last = uses_channels_last(cfg, model, device)
     amp = uses_amp(cfg, device)
     if channels_last:
         model.to(memory_format=torch.channels_last)
@@ -372,14 +379,15 @@ def _train_epoch(run: _Run, epoch: int) -> dict:
             "cpu_seconds": cpu_seconds, "lr": run.sched.get_last_lr()[0]}
 
 
-def _validate(run: _Run) -> dict:
-    """Val loss and metrics of the model as it is now ({} without val rows)."""
+def _validate(run: _Run) -> tuple[dict, np.ndarray | None]:
+    """(val loss and metrics of the model as it is now, its val predictions); ({}, None)
+    without val rows."""
     val_idx = run.data.val_idx
     if not len(val_idx):
-        return {}
+        return {}, None
     val_pred, val_loss = _predict_rows(run, val_idx)
     return {"val_loss": val_loss, **{f"val_{k}": v for k, v in val_metrics(
-        run.data.popularity[val_idx].numpy(), val_pred * TARGET_SCALE).items()}}
+        run.data.popularity[val_idx].numpy(), val_pred * TARGET_SCALE).items()}}, val_pred
 
 
 @torch.no_grad()
@@ -426,17 +434,20 @@ def _log_epoch(run: _Run, row: dict, live) -> None:
 
 @dataclass
 class _Best:
-    """The best epoch so far by its score (lower is better) and a CPU copy of its weights."""
+    """The best epoch so far by its score (lower is better), a CPU copy of its weights and its
+    val predictions (the kept model's: _finish need not predict val again)."""
 
     score: float = math.inf
     epoch: int = 0
     state: dict | None = None
     stale: int = 0  # epochs since the last improvement
+    val_pred: np.ndarray | None = None
 
-    def update(self, score: float, epoch: int, model: torch.nn.Module) -> int:
+    def update(self, score: float, epoch: int, model: torch.nn.Module,
+               val_pred: np.ndarray | None = None) -> int:
         """Keep the weights when `score` improves; return the epochs without improvement."""
         if score < self.score:
-            self.score, self.epoch, self.stale = score, epoch, 0
+            self.score, self.epoch, self.stale, self.val_pred = score, epoch, 0, val_pred
             self.state = copy.deepcopy({k: v.detach().cpu() for k, v in model.state_dict().items()})
         else:
             self.stale += 1
@@ -447,7 +458,9 @@ def _finish(run: _Run, history: list, best: _Best) -> FitResult:
     """Back to the best epoch's weights, scored once more on val."""
     if best.state is not None:
         run.model.load_state_dict(best.state)
-    val_pred, _ = _predict_rows(run, run.data.val_idx)
+    # the kept epoch's val predictions, made by these very weights in eval mode at that epoch
+    val_pred = best.val_pred if best.val_pred is not None else \
+        _predict_rows(run, run.data.val_idx)[0]
     val = val_metrics(run.data.popularity[run.data.val_idx].numpy(), val_pred * TARGET_SCALE) \
         if len(run.data.val_idx) else {}
     train_seconds = sum(r["seconds"] for r in history)
