@@ -65,6 +65,25 @@ def test_ridge_is_exact_for_the_chosen_penalty():
         assert fit.cv_mse.min() == fit.cv_mse[list(fit.alphas).index(fit.alpha)]
 
 
+def test_constant_columns_get_weight_zero_and_change_nothing_else():
+    """Constant columns (the blank-input baseline's features are all constant) are left out
+    of the fit: the same ridge as without them, with and without a fixed block."""
+    rng = np.random.default_rng(5)
+    for n, p in ((300, 500), (400, 60)):  # dual and primal forms
+        x = rng.normal(size=(n, p)) * rng.uniform(0.1, 3, p) + 1
+        y = x[:, :3].sum(1) + rng.normal(size=n) * 3
+        m = rng.normal(size=(n, 4))
+        wide = np.hstack([x[:, :7], np.full((n, 5), 2.5), x[:, 7:]])
+        for kw in ({}, {"fixed": m, "alpha_fixed": 3.0}):
+            fit, ref = ridge_cv(wide, y, **kw), ridge_cv(x, y, **kw)
+            assert fit.alpha == ref.alpha and np.allclose(fit.cv_mse, ref.cv_mse, rtol=1e-9)
+            assert np.all(fit.coef[7:12] == 0)
+            assert np.allclose(np.delete(fit.coef, range(7, 12)), ref.coef, atol=1e-9)
+            assert np.allclose(fit.predict(wide, m), ref.predict(x, m), atol=1e-8)
+    blank = ridge_cv(np.ones((50, 8)), y[:50])
+    assert np.all(blank.coef == 0) and np.allclose(blank.predict(np.ones((3, 8))), y[:50].mean())
+
+
 def test_fixed_block_is_the_two_penalty_ridge():
     """fixed=: more columns with their own fixed penalty (metadata in the fused model) — the
     exact solution of the normal equations with two penalties."""

@@ -101,9 +101,15 @@ class _Solver:
             self.gf = sf / (sf ** 2 + alpha_f)
         else:
             yc_r = yc
+        # A constant column (all zero once standardised) gets weight 0 whatever the penalty:
+        # left out of the eigendecomposition (the blank-input baseline's are all constant).
+        self.p, self.keep = z.shape[1], np.flatnonzero(np.abs(z).max(0, initial=0) > 0)
+        z = z[:, self.keep] if len(self.keep) < self.p else z
         # One eigendecomposition of the smaller Gram matrix (several times faster than an SVD):
         # w(α) = B·diag(1/(λ + α))·c, in dual form (ZᵀU, Uᵀy) when rows are fewer than columns.
-        if len(z) <= z.shape[1]:
+        if not z.shape[1]:
+            self.lam, self.basis, self.c = np.zeros(0), np.zeros((0, 0)), np.zeros(0)
+        elif len(z) <= z.shape[1]:
             self.lam, u = np.linalg.eigh(z @ z.T)
             self.basis, self.c = z.T @ u, u.T @ yc_r
         else:
@@ -115,6 +121,10 @@ class _Solver:
         """(w, b) on standardised columns, one column per penalty."""
         alphas = np.atleast_1d(alphas)
         w = self.basis @ (self.c[:, None] / (self.lam[:, None] + alphas))
+        if len(self.keep) < self.p:
+            full = np.zeros((self.p, len(alphas)))
+            full[self.keep] = w
+            w = full
         if self.f is None:
             return w, None
         resid = self.yc[:, None] - self.z @ w
