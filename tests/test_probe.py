@@ -194,3 +194,26 @@ def test_train_stage_with_head_ridge_writes_a_linear_checkpoint(tmp_path):
     m = read_metrics(root)
     assert {"val", "best", "blank_baseline"} <= set(m) and "spearman" in m["best"]["val"]
     assert (root / "metrics" / "train" / "live" / "plots" / "images" / "first_batch.png").is_file()
+
+
+def test_the_feature_pass_reads_the_image_cache_a_batch_at_a_time(monkeypatch):
+    """The by-content feature pass over covers in the memory-mapped cache never gathers more
+    than one batch of them into RAM (indexing the cache with every missing row at once held
+    3 GB at 60k covers of 128 px), and gives the features of the plain in-memory pass."""
+    from coverpop.train.image_cache import _Mapped, cached_images
+
+    plain = probe_data(n=300)
+    hashes = [f"{i:064x}" for i in range(300)]
+    images = cached_images(hashes, (3, 32, 32), "probe-batches",
+                           lambda i: plain.images[i].numpy(), progress=False)
+    gathered = []
+    real_gather = _Mapped.gather
+    monkeypatch.setattr(_Mapped, "gather",
+                        lambda self, slots: gathered.append(np.size(slots)) or real_gather(self, slots))
+    mapped = CoverTensors(images, plain.popularity, plain.train_idx, plain.val_idx,
+                          plain.image_key, hashes=hashes)
+    result, _, _ = run_probe(probe_cfg(), mapped)
+    monkeypatch.setattr(_Mapped, "gather", real_gather)
+    assert gathered and max(gathered) <= 128 < len(hashes)   # embeddings.compute's batch size
+    reference, _, _ = run_probe(probe_cfg(), plain)            # tensors in RAM, no hashes
+    assert np.allclose(result.val_pred, reference.val_pred, atol=1e-4)

@@ -316,7 +316,7 @@ def frozen_cover_features(predictor, rows: pd.DataFrame, store, progress: bool =
 
     with torch.no_grad():
         feats, _ = embeddings.by_content(key, hashes, make)
-    return feats.double().numpy()
+    return feats.numpy()   # float32: ridge_cv converts each fold's rows (half the memory)
 
 
 def interpretable_table(path, rows: pd.DataFrame) -> tuple[pd.DataFrame | None, str]:

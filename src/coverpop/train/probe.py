@@ -86,16 +86,20 @@ class _Solver:
     """
 
     def __init__(self, x, y, fixed=None, alpha_f=None):
+        """`x` is this solver's own copy: it is standardised in place (at 50k covers × 1,280
+        features each float64 copy is half a gigabyte)."""
         self.mu, self.sd = _scale(x)
         self.y_mean = float(y.mean())
-        z, yc = (x - self.mu) / self.sd, y - self.y_mean
+        x -= self.mu
+        x /= self.sd
+        z, yc = x, y - self.y_mean
         self.z, self.yc, self.f = z, yc, None
         if fixed is not None:
             self.f_mu, self.f_sd = _scale(fixed)
             f = (fixed - self.f_mu) / self.f_sd
             uf, sf, vft = np.linalg.svd(f, full_matrices=False)
             d = 1 - np.sqrt(alpha_f / (sf ** 2 + alpha_f))
-            z = z - uf @ (d[:, None] * (uf.T @ z))
+            z = z - uf @ (d[:, None] * (uf.T @ z))   # a new array: self.z stays unrotated
             yc_r = yc - uf @ (d * (uf.T @ yc))
             self.f, self.uf, self.vf = f, uf, vft.T
             self.gf = sf / (sf ** 2 + alpha_f)
@@ -144,7 +148,9 @@ def ridge_cv(x, y, *, fixed=None, alpha_fixed: float | None = None, folds: int =
     rows only: pass the train split and nothing else. `fixed`: more columns, penalised by
     `alpha_fixed` (not searched). `groups`: the inner folds keep each group whole (an album
     never both fits and scores a penalty)."""
+    given = x
     x = np.asarray(x, np.float64)
+    owned = x is not given   # a conversion made x: the last solve may standardise it in place
     y = np.asarray(y, np.float64)
     fixed = None if fixed is None else np.asarray(fixed, np.float64)
     if fixed is not None and alpha_fixed is None:
@@ -156,10 +162,11 @@ def ridge_cv(x, y, *, fixed=None, alpha_fixed: float | None = None, folds: int =
     # when the cores are shared (OpenBLAS threads spin against each other).
     with threadpool_limits(1, user_api="blas"):
         return _ridge_cv(x, y, fixed, alpha_fixed, folds, seed, np.asarray(alphas, np.float64),
-                         groups)
+                         groups, owned)
 
 
-def _ridge_cv(x, y, fixed, alpha_fixed, folds, seed, alphas, groups=None) -> RidgeFit:
+def _ridge_cv(x, y, fixed, alpha_fixed, folds, seed, alphas, groups=None, owned=False
+              ) -> RidgeFit:
     sq_err = np.zeros(len(alphas))
     splitter = (KFold(folds, shuffle=True, random_state=seed) if groups is None
                 else GroupKFold(folds, shuffle=True, random_state=seed))
@@ -170,7 +177,7 @@ def _ridge_cv(x, y, fixed, alpha_fixed, folds, seed, alphas, groups=None) -> Rid
         sq_err += ((pred - y[held, None]) ** 2).sum(0)
     cv_mse = sq_err / len(x)
     best = float(alphas[int(np.argmin(cv_mse))])
-    full = _Solver(x, y, fixed, alpha_fixed)
+    full = _Solver(x if owned else x.copy(), y, fixed, alpha_fixed)   # the caller's x unchanged
     w, b = full.coefs(best)
     coef = w[:, 0] / full.sd
     intercept = full.y_mean - float(full.mu @ coef)
@@ -234,8 +241,10 @@ def frozen_features(cfg: TrainConfig, data: CoverTensors, weights: Weights, mean
 
     if data.hashes is not None and not data.blank_inputs:
         key = frozen_key(cfg, weights, mean, std, "by-content", amp)
+        # take(): the rows as a lazy subset of the memory-mapped cache, read a batch at a time
+        # (indexing would copy every missing cover into RAM: 3 GB for 60k covers at 128 px)
         feats, _ = dist.main_first(lambda: embeddings.by_content(
-            key, data.hashes, lambda rows: compute(data.images[torch.from_numpy(rows)])))
+            key, data.hashes, lambda rows: compute(take(data.images, torch.from_numpy(rows)))))
     else:
         key = frozen_key(cfg, weights, mean, std, data.image_key, amp)
 
@@ -253,10 +262,9 @@ def fit_probe(cfg: TrainConfig, data: CoverTensors, weights: Weights, mean, std,
     """Ridge on the frozen features of the train rows (CV on them alone); val is only scored."""
     t0 = time.perf_counter()
     model, feats = frozen_features(cfg, data, weights, mean, std)
-    x = feats.double().numpy()
     y = data.popularity.double().numpy() / TARGET_SCALE
     tr, va = data.train_idx.numpy(), data.val_idx.numpy()
-    ridge = ridge_cv(x[tr], y[tr], seed=cfg.seed)
+    ridge = ridge_cv(feats[tr].numpy(), y[tr], seed=cfg.seed)   # float64 copy of train rows only
     with torch.no_grad():
         model.head.weight.copy_(torch.from_numpy(ridge.coef).float()[None])
         model.head.bias.fill_(ridge.intercept)
