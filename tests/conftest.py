@@ -164,6 +164,22 @@ def built_repo(built_pristine, tmp_path_factory) -> Path:
     return copy_built(built_pristine, tmp_path_factory.mktemp("built") / "repo")
 
 
+# The one experiment the read-only experiment tests share (test_pipeline: `dvc exp show` with
+# another model; test_plots_page: `dvc plots diff` of two runs whose curves differ in length).
+EXPERIMENT = {"name": "other-model", "model": "mobilenetv3_small_050", "train.epochs": 1}
+
+
+@pytest.fixture(scope="session")
+def built_with_experiment(built_pristine, tmp_path_factory) -> Path:
+    """A copy of the built tiny demo, committed on `main`, after one `dvc exp run` that changes
+    the model and trains one epoch (EXPERIMENT): built once per session, never changed."""
+    repo = copy_built(built_pristine, tmp_path_factory.mktemp("experimented") / "repo")
+    run("git add -A && git -c user.name=t -c user.email=t@t commit -qm built", repo)
+    run(["dvc", "exp", "run", "-n", EXPERIMENT["name"],
+         *(f"-S{k}={v}" for k, v in EXPERIMENT.items() if k != "name")], repo)
+    return repo
+
+
 def copy_built(pristine: Path, dest: Path) -> Path:
     """A private copy of the built tiny repo (git, DVC cache, run-cache, outputs): what the
     repo looks like right after a user's first `dvc repro`, without paying for it again."""

@@ -2,7 +2,8 @@
 
 An author runs the pipeline and an experiment and shares them (S3 bucket + a bare git repo);
 a teammate clones, pulls, finds nothing to re-run, and restores the author's experiment from
-the run-cache instead of training; a bad credential or bucket fails clearly and loses nothing.
+the run-cache instead of training. What a bad credential or a missing bucket does (a clear error,
+nothing local lost) is tests/test_remote.py's, on a toy repo: the same dvc and coverpop commands.
 """
 from __future__ import annotations
 
@@ -13,12 +14,12 @@ from pathlib import Path
 
 import pytest
 from conftest import BIN, copy_built
-from s3.dvc_cli import run, snapshot
+from s3.dvc_cli import run
 from s3.plugin import isolated_env
 
 pytestmark = pytest.mark.slow
 
-EXPERIMENT = {"name": "lr-half", "param": "train.lr=0.001"}
+EXPERIMENT = {"name": "one-epoch", "param": "train.epochs=1"}   # trains, but briefly
 COVERPOP = [sys.executable, "-m", "coverpop.remote"]
 
 
@@ -129,27 +130,3 @@ def test_teammate_pulls_and_restores_instead_of_rerunning(s3_bucket, built_prist
         assert f"Stage '{stage}' is cached - skipping run, checking out outputs" in done.stdout
     assert json.loads((mate / "metrics/train/metrics.json").read_text()) == authored
     assert set((mate / ".dvc/cache/runs").rglob("*")) == before_runs   # no new run recorded
-
-    # 4. A wrong credential, then a missing bucket: clear errors, nothing local changed.
-    stranger = clone(origin, tmp_path / "stranger", env, server.access_key, "wrong-secret")
-    for repo in (stranger, mate):
-        run(["dvc", "remote", "modify", "--local", "storage", "secret_access_key",
-             "wrong-secret"], repo, env)
-        before = snapshot(repo)
-        for cmd in (COVERPOP + ["check"], ["dvc", "pull"] if repo is stranger else
-                    ["dvc", "push", "--run-cache"]):
-            done = run(cmd, repo, env, check=False)
-            assert done.returncode != 0, done.stdout
-            assert "Forbidden" in done.stdout or "access denied" in done.stdout, done.stdout
-        assert snapshot(repo) == before
-    run(["dvc", "remote", "modify", "--local", "storage", "secret_access_key",
-         server.secret_key], mate, env)
-    run(["dvc", "remote", "modify", "--local", "storage", "url", "s3://coverpop-gone/dvcstore"],
-        mate, env)
-    before = snapshot(mate)
-    done = run(COVERPOP + ["check"], mate, env, check=False)
-    assert done.returncode == 1
-    assert "bucket 'coverpop-gone' does not exist" in done.stdout, done.stdout
-    done = run(["dvc", "push"], mate, env, check=False)
-    assert done.returncode != 0 and "NoSuchBucket" in done.stdout, done.stdout
-    assert snapshot(mate) == before
