@@ -164,19 +164,24 @@ def built_repo(built_pristine, tmp_path_factory) -> Path:
     return copy_built(built_pristine, tmp_path_factory.mktemp("built") / "repo")
 
 
-# The one experiment the read-only experiment tests share (test_pipeline: `dvc exp show` with
-# another model; test_plots_page: `dvc plots diff` of two runs whose curves differ in length).
+# The one experiment the session runs on the built demo: test_pipeline (`dvc exp show` with
+# another model), test_plots_page (`dvc plots diff` of two runs whose curves differ in length),
+# test_team_workflow (the author shares it; the run-cache holds it).
 EXPERIMENT = {"name": "other-model", "model": "mobilenetv3_small_050", "train.epochs": 1}
+EXPERIMENT_SET = [f"{k}={v}" for k, v in EXPERIMENT.items() if k != "name"]   # for -S
 
 
 @pytest.fixture(scope="session")
 def built_with_experiment(built_pristine, tmp_path_factory) -> Path:
     """A copy of the built tiny demo, committed on `main`, after one `dvc exp run` that changes
-    the model and trains one epoch (EXPERIMENT): built once per session, never changed."""
+    the model and trains one epoch (EXPERIMENT), the workspace put back to `main`: built once
+    per session, never changed; tests that change it take a copy (copy_built)."""
     repo = copy_built(built_pristine, tmp_path_factory.mktemp("experimented") / "repo")
     run("git add -A && git -c user.name=t -c user.email=t@t commit -qm built", repo)
     run(["dvc", "exp", "run", "-n", EXPERIMENT["name"],
-         *(f"-S{k}={v}" for k, v in EXPERIMENT.items() if k != "name")], repo)
+         *(f"-S{s}" for s in EXPERIMENT_SET)], repo)
+    run(["git", "checkout", "--", "."], repo)   # the experiment's params and metrics out ...
+    run(["dvc", "checkout", "-q"], repo)        # ... and main's cached outputs back in
     return repo
 
 
