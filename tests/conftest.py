@@ -159,6 +159,18 @@ def built_pristine(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def built_again(tmp_path_factory) -> Path:
+    """The tiny demo built a second time from scratch, in another folder with another empty
+    cover cache, scraped with another worker count (8): what built_pristine must equal byte for
+    byte (test_reproducible, test_scrape_pipeline). Never changed; copy it to change it."""
+    root = tmp_path_factory.mktemp("again")
+    assert TINY_PARAMS["scrape.workers"] != 8
+    repo = make_repo_copy(root / "repo", {"scrape.workers": 8})
+    run(["env", f"COVERPOP_CACHE={root / 'cache'}", "dvc", "repro"], repo)
+    return repo
+
+
+@pytest.fixture(scope="session")
 def built_repo(built_pristine, tmp_path_factory) -> Path:
     """One tiny repo after a full `dvc repro`, shared by tests that read its outputs."""
     return copy_built(built_pristine, tmp_path_factory.mktemp("built") / "repo")
