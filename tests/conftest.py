@@ -180,7 +180,7 @@ def built_repo(built_pristine, tmp_path_factory) -> Path:
 # another model), test_plots_page (`dvc plots diff` of two runs whose curves differ in length),
 # test_team_workflow (the author shares it; the run-cache holds it).
 EXPERIMENT = {"name": "other-model", "model": "mobilenetv3_small_050", "train.epochs": 1}
-EXPERIMENT_SET = [f"{k}={v}" for k, v in EXPERIMENT.items() if k != "name"]   # for -S
+EXPERIMENT_SET = [a for k, v in EXPERIMENT.items() if k != "name" for a in ("-S", f"{k}={v}")]
 
 
 @pytest.fixture(scope="session")
@@ -190,8 +190,7 @@ def built_with_experiment(built_pristine, tmp_path_factory) -> Path:
     per session, never changed; tests that change it take a copy (copy_built)."""
     repo = copy_built(built_pristine, tmp_path_factory.mktemp("experimented") / "repo")
     run("git add -A && git -c user.name=t -c user.email=t@t commit -qm built", repo)
-    run(["dvc", "exp", "run", "-n", EXPERIMENT["name"],
-         *(f"-S{s}" for s in EXPERIMENT_SET)], repo)
+    run(["dvc", "exp", "run", "-n", EXPERIMENT["name"], *EXPERIMENT_SET], repo)
     run(["git", "checkout", "--", "."], repo)   # the experiment's params and metrics out ...
     run(["dvc", "checkout", "-q"], repo)        # ... and main's cached outputs back in
     return repo

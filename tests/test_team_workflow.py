@@ -94,8 +94,7 @@ def test_teammate_pulls_and_restores_instead_of_rerunning(s3_bucket, built_with_
     run(["git", "remote", "add", "origin", str(origin)], author, author_env)
     run(["git", "push", "-q", "origin", "main"], author, author_env)
     share(author, author_env)
-    run(["dvc", "exp", "run", "-n", NAME, *(f"-S{s}" for s in EXPERIMENT_SET)], author,
-        author_env)
+    run(["dvc", "exp", "run", "-n", NAME, *EXPERIMENT_SET], author, author_env)
     run(["dvc", "exp", "push", "origin", NAME], author, author_env)
     share(author, author_env)
     authored = json.loads((author / "metrics/train/metrics.json").read_text())
@@ -123,8 +122,7 @@ def test_teammate_pulls_and_restores_instead_of_rerunning(s3_bucket, built_with_
     before_runs = set((mate / ".dvc/cache/runs").rglob("*"))
     poisoned = user_env(PYTHONPATH=os.pathsep.join(
         [poisoned_torch(tmp_path / "poison"), os.environ.get("PYTHONPATH", "")]))
-    done = run(["dvc", "exp", "run", "--pull", *(f"-S{s}" for s in EXPERIMENT_SET)], mate,
-               poisoned, check=False)
+    done = run(["dvc", "exp", "run", "--pull", *EXPERIMENT_SET], mate, poisoned, check=False)
     assert done.returncode == 0, (
         "the teammate's exp run did not restore from the run-cache (a stage with a "
         "`cache: false` out under `outs:` gets no run-cache; see the README, 'Working with teammates'):\n" + done.stdout)
