@@ -162,9 +162,41 @@ def built_pristine(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def built_again(tmp_path_factory) -> Path:
+    """The tiny demo built a second time from scratch, in another folder with another empty
+    cover cache, scraped with another worker count (8): what built_pristine must equal byte for
+    byte (test_reproducible, test_scrape_pipeline). Never changed; copy it to change it."""
+    root = tmp_path_factory.mktemp("again")
+    assert TINY_PARAMS["scrape.workers"] != 8
+    repo = make_repo_copy(root / "repo", {"scrape.workers": 8})
+    run(["env", f"COVERPOP_CACHE={root / 'cache'}", "dvc", "repro"], repo)
+    return repo
+
+
+@pytest.fixture(scope="session")
 def built_repo(built_pristine, tmp_path_factory) -> Path:
     """One tiny repo after a full `dvc repro`, shared by tests that read its outputs."""
     return copy_built(built_pristine, tmp_path_factory.mktemp("built") / "repo")
+
+
+# The one experiment the session runs on the built demo: test_pipeline (`dvc exp show` with
+# another model), test_plots_page (`dvc plots diff` of two runs whose curves differ in length),
+# test_team_workflow (the author shares it; the run-cache holds it).
+EXPERIMENT = {"name": "other-model", "model": "mobilenetv3_small_050", "train.epochs": 1}
+EXPERIMENT_SET = [a for k, v in EXPERIMENT.items() if k != "name" for a in ("-S", f"{k}={v}")]
+
+
+@pytest.fixture(scope="session")
+def built_with_experiment(built_pristine, tmp_path_factory) -> Path:
+    """A copy of the built tiny demo, committed on `main`, after one `dvc exp run` that changes
+    the model and trains one epoch (EXPERIMENT), the workspace put back to `main`: built once
+    per session, never changed; tests that change it take a copy (copy_built)."""
+    repo = copy_built(built_pristine, tmp_path_factory.mktemp("experimented") / "repo")
+    run("git add -A && git -c user.name=t -c user.email=t@t commit -qm built", repo)
+    run(["dvc", "exp", "run", "-n", EXPERIMENT["name"], *EXPERIMENT_SET], repo)
+    run(["git", "checkout", "--", "."], repo)   # the experiment's params and metrics out ...
+    run(["dvc", "checkout", "-q"], repo)        # ... and main's cached outputs back in
+    return repo
 
 
 def copy_built(pristine: Path, dest: Path) -> Path:

@@ -105,7 +105,13 @@ def test_predict_on_a_trained_checkpoint(built_repo, tmp_path):
     split = pd.read_csv(repo / "data/split.csv", dtype={"track_id": str, "cover_id": str})
     files = cover_files(repo, split.set_index("track_id").loc[preds["track_id"].head(3),
                                                               "cover_id"], tmp_path)
-    out = predict(repo, *files).stdout.strip().splitlines()
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(Path(files[0]).read_bytes()[:200])
+    proc = predict(repo, files[0], str(broken), *files[1:], check=False)
+    assert proc.returncode == 1
+    assert proc.stderr.strip().startswith(f"error: {broken}: not a readable image")
+    assert len(proc.stderr.strip().splitlines()) == 1
+    out = proc.stdout.strip().splitlines()   # the good covers are still predicted
     assert [line.split()[1] for line in out] == files
     # The CLI agrees with what the evaluate stage predicted for the same covers.
     got = [float(line.split()[0]) for line in out]
@@ -115,16 +121,10 @@ def test_predict_on_a_trained_checkpoint(built_repo, tmp_path):
     assert {"faces", "colourfulness", "text"} <= set(rows[0]["features"])
 
 
-def test_predict_errors_on_a_real_repo(built_repo, tmp_path):
+def test_predict_with_a_cut_off_checkpoint_is_one_line(built_repo, tmp_path):
     repo = built_repo
     split = pd.read_csv(repo / "data/split.csv", dtype={"cover_id": str})
     (cover,) = cover_files(repo, split["cover_id"].head(1), tmp_path / "covers")
-    broken = tmp_path / "broken.jpg"
-    broken.write_bytes(Path(cover).read_bytes()[:200])
-    proc = predict(repo, cover, str(broken), check=False)
-    assert proc.returncode == 1
-    assert len(proc.stdout.strip().splitlines()) == 1  # the good cover is still predicted
-    assert proc.stderr.strip().startswith(f"error: {broken}: not a readable image")
     bad_model = tmp_path / "model.pt"
     bad_model.write_bytes((repo / "models/model.pt").read_bytes()[:1000])  # a cut-off download
     proc = predict(repo, cover, "--model", str(bad_model), check=False)

@@ -11,7 +11,7 @@ import shutil
 import pytest
 import yaml
 from browser import plots_page
-from conftest import TINY_PARAMS, run
+from conftest import EXPERIMENT, TINY_PARAMS
 from PIL import Image, ImageStat
 
 pytestmark = pytest.mark.slow
@@ -45,13 +45,12 @@ def test_plots_show_draws_every_declared_chart_once(built_repo, template, tmp_pa
         assert lo[0] < 50 and hi[0] > 200    # drawn, not a blank page
 
 
-def test_plots_diff_shows_both_experiments_on_every_chart(built_repo, template, tmp_path):
-    repo = tmp_path / "repo"
-    shutil.copytree(built_repo, repo, symlinks=True)   # the shared repo stays as it is
-    # the first run: the built demo, committed; the second: an experiment that trains less
-    run("git add -A && git -c user.name=t -c user.email=t@t commit -qm built", repo)
-    run(["dvc", "exp", "run", "-n", "one-epoch", "-S", "train.epochs=1"], repo)
-    revs = ["main", "one-epoch"]
+def test_plots_diff_shows_both_experiments_on_every_chart(built_with_experiment, template,
+                                                         tmp_path):
+    # the first run: the built demo, committed on main; the second: the session's experiment,
+    # which trains fewer epochs (and another model)
+    repo = built_with_experiment
+    revs = ["main", EXPERIMENT["name"]]
     page = plots_page.render(repo, ["diff", *revs], tmp_path / "diff", template)
     report = plots_page.load(page)
     assert plots_page.check(report, repo, revs=revs) == []
@@ -59,7 +58,9 @@ def test_plots_diff_shows_both_experiments_on_every_chart(built_repo, template, 
     assert images and all(len(c["images"]) == 2 for c in images)    # side by side, one per run
     loss = next(c for c in report["charts"] if c["id"].endswith("train_loss_tsv"))
     steps = {rev: sum(row["rev"] == rev for row in loss["spec"]["data"]["values"]) for rev in revs}
-    assert steps == {"main": TINY_PARAMS["train.epochs"], "one-epoch": 1}   # each run's curve
+    assert steps == {"main": TINY_PARAMS["train.epochs"],                  # each run's curve
+                     EXPERIMENT["name"]: EXPERIMENT["train.epochs"]}
+    assert EXPERIMENT["train.epochs"] != TINY_PARAMS["train.epochs"]
 
 
 def test_the_check_sees_what_issue_20_saw(built_repo, template, tmp_path):

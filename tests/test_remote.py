@@ -5,6 +5,7 @@ round trip is tests/test_team_workflow.py."""
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -50,7 +51,9 @@ def test_repo_declares_default_s3_remote_without_credentials():
         assert secret not in committed
 
 
-def _toy_repo(path: Path, bucket, env: dict) -> Path:
+def _toy_repo(path: Path, env: dict, bucket=None) -> Path:
+    """The toy pipeline after one `dvc repro`; with `bucket`, its remote set by dvc's own
+    commands and all committed."""
     path.mkdir()
     run(["git", "init", "-q", "-b", "main"], path, env)
     _git_identity(path, env)
@@ -59,12 +62,33 @@ def _toy_repo(path: Path, bucket, env: dict) -> Path:
     (path / "dvc.yaml").write_text(DVC_YAML)
     (path / "params.yaml").write_text("x: 1\n")
     (path / ".gitignore").write_text("/marker*\n")
-    run(["dvc", "remote", "add", "-d", "storage", bucket.url()], path, env)
-    run(["dvc", "remote", "modify", "storage", "endpointurl", bucket.server.endpoint], path, env)
+    if bucket is not None:
+        run(["dvc", "remote", "add", "-d", "storage", bucket.url()], path, env)
+        run(["dvc", "remote", "modify", "storage", "endpointurl", bucket.server.endpoint],
+            path, env)
     run(["dvc", "repro", "-q"], path, env)
-    run(["git", "add", "-A"], path, env)
-    run(["git", "commit", "-qm", "toy pipeline"], path, env)
+    if bucket is not None:
+        run(["git", "add", "-A"], path, env)
+        run(["git", "commit", "-qm", "toy pipeline"], path, env)
     return path
+
+
+@pytest.fixture(scope="module")
+def toy_built(tmp_path_factory) -> Path:
+    """The toy repo after `dvc init` and one `dvc repro`, no remote yet, uncommitted: the fault
+    cases take copies (every dvc start costs a second)."""
+    root = tmp_path_factory.mktemp("toy")
+    return _toy_repo(root / "repo", isolated_env(MARKER=str(root / "marker")))
+
+
+def _remote_config(repo: Path, name: str, keys: dict, default: bool = False) -> None:
+    """Append remote 'storage' settings to .dvc/<name> (config or config.local), as
+    `dvc remote add/modify [--local]` writes them: the round trip above runs those commands;
+    here each would only cost a dvc start."""
+    lines = "".join(f"    {k} = {v}\n" for k, v in keys.items())
+    with (repo / ".dvc" / name).open("a") as f:
+        f.write(("[core]\n    remote = storage\n" if default else "") +
+                f"['remote \"storage\"']\n{lines}")
 
 
 def _git_identity(repo: Path, env: dict) -> None:
@@ -86,7 +110,7 @@ def test_round_trip_run_cache_and_experiments(s3_bucket, tmp_path):
     # Author: credentials from the environment.
     author_env = isolated_env(MARKER=str(tmp_path / "marker-author"),
                               **s3_bucket.server.credentials_env())
-    author = _toy_repo(tmp_path / "author", s3_bucket, author_env)
+    author = _toy_repo(tmp_path / "author", author_env, s3_bucket)
     run(["git", "remote", "add", "origin", str(origin)], author, author_env)
     run(["git", "push", "-q", "origin", "main"], author, author_env)
     run(["dvc", "exp", "run", "-n", "x2", "-S", "x=2"], author, author_env)
@@ -136,28 +160,35 @@ def test_round_trip_run_cache_and_experiments(s3_bucket, tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("fault", ["wrong secret", "wrong user", "missing bucket"])
-def test_remote_faults_fail_clearly_and_keep_local_data(fault, s3_bucket, tmp_path):
+def test_remote_faults_fail_clearly_and_keep_local_data(fault, s3_bucket, toy_built, tmp_path):
     env = isolated_env(MARKER=str(tmp_path / "marker"))
-    author = _toy_repo(tmp_path / "author", s3_bucket, env)
+    author = tmp_path / "author"
+    shutil.copytree(toy_built, author, symlinks=True)
+    _remote_config(author, "config", {"url": s3_bucket.url(),
+                                      "endpointurl": s3_bucket.server.endpoint}, default=True)
+    run(["git", "add", "-A"], author, env)
+    run(["git", "commit", "-qm", "toy pipeline"], author, env)
     mate = tmp_path / "teammate"          # a fresh clone: nothing pulled yet
     run(["git", "clone", "-q", str(author), str(mate)], tmp_path, env)
     key, secret = s3_bucket.server.access_key, s3_bucket.server.secret_key
     for repo in (author, mate):
         if fault == "wrong secret":
-            _credentials_local(repo, env, key, "not-the-secret")
+            local = {"access_key_id": key, "secret_access_key": "not-the-secret"}
         elif fault == "wrong user":
-            _credentials_local(repo, env, "test:nobody", secret)
+            local = {"access_key_id": "test:nobody", "secret_access_key": secret}
         else:
-            _credentials_local(repo, env, key, secret)
-            run(["dvc", "remote", "modify", "--local", "storage", "url",
-                 "s3://coverpop-no-such-bucket/dvcstore"], repo, env)
+            local = {"access_key_id": key, "secret_access_key": secret,
+                     "url": "s3://coverpop-no-such-bucket/dvcstore"}
+        _remote_config(repo, "config.local", local)
     expected = (["(403)", "Forbidden"] if fault.startswith("wrong")
                 else ["NoSuchBucket", "The specified bucket does not exist"])
 
     coverpop = [sys.executable, "-m", "coverpop.remote"]
     clear = (["error: remote 'storage' (", "access denied"] if fault.startswith("wrong")
              else ["error: remote 'storage' (", "bucket 'coverpop-no-such-bucket' does not exist"])
-    for repo, cmd, says in ((author, ["dvc", "push"], expected),
+    # `make push` is `dvc push --run-cache`: one fault runs that, the others a plain push
+    push = ["dvc", "push", "--run-cache"] if fault == "wrong secret" else ["dvc", "push"]
+    for repo, cmd, says in ((author, push, expected),
                             (author, coverpop + ["push-run-cache"], ["error: remote 'storage'"]),
                             (author, coverpop + ["check"], clear),
                             (mate, coverpop + ["check"], clear),

@@ -23,7 +23,7 @@ def test_queue_a_tiny_grid_and_compare(built_pristine, tmp_path, monkeypatch):
         status = run(["dvc", "queue", "status"], repo).stdout
         if "Queued" not in status and "Running" not in status:
             break
-        time.sleep(3)
+        time.sleep(1.5)   # each look is a dvc start: not more often
     run(["dvc", "queue", "stop", "--kill"], repo, check=False)
     assert "Failed" not in status and "Success" in status, status
 

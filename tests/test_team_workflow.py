@@ -2,7 +2,8 @@
 
 An author runs the pipeline and an experiment and shares them (S3 bucket + a bare git repo);
 a teammate clones, pulls, finds nothing to re-run, and restores the author's experiment from
-the run-cache instead of training; a bad credential or bucket fails clearly and loses nothing.
+the run-cache instead of training. What a bad credential or a missing bucket does (a clear error,
+nothing local lost) is tests/test_remote.py's, on a toy repo: the same dvc and coverpop commands.
 """
 from __future__ import annotations
 
@@ -12,14 +13,14 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import BIN, copy_built
-from s3.dvc_cli import run, snapshot
+from conftest import BIN, EXPERIMENT_SET, copy_built
+from s3.dvc_cli import run
 from s3.plugin import isolated_env
 
 pytestmark = pytest.mark.slow
 
-EXPERIMENT = {"name": "lr-half", "param": "train.lr=0.001"}
 COVERPOP = [sys.executable, "-m", "coverpop.remote"]
+NAME = "shared-try"   # the author's experiment on the commit that names the team's bucket
 
 
 def user_env(**extra: str) -> dict[str, str]:
@@ -71,14 +72,17 @@ def exp_metrics(repo: Path, env: dict, name: str) -> dict:
     raise AssertionError(f"experiment {name} not in dvc exp show")
 
 
-def test_teammate_pulls_and_restores_instead_of_rerunning(s3_bucket, built_pristine, tmp_path):
+def test_teammate_pulls_and_restores_instead_of_rerunning(s3_bucket, built_with_experiment,
+                                                          tmp_path):
     server = s3_bucket.server
     origin = tmp_path / "origin.git"
     run(["git", "init", "-q", "--bare", "-b", "main", str(origin)], tmp_path, user_env())
 
     # 1. Author: the team's bucket in .dvc/config (committed), credentials from the env.
     author_env = user_env(**server.credentials_env())
-    author = copy_built(built_pristine, tmp_path / "author")  # a fresh clone after `dvc repro`
+    # a clone after `dvc repro` and one experiment (conftest.EXPERIMENT): its run is in the
+    # author's run-cache, so here it is restored, not trained again (training is not the point)
+    author = copy_built(built_with_experiment, tmp_path / "author")
     run(["git", "config", "user.name", "author"], author, author_env)
     run(["git", "config", "user.email", "author@coverpop.invalid"], author, author_env)
     run(["dvc", "remote", "modify", "storage", "url", s3_bucket.url()], author, author_env)
@@ -86,13 +90,12 @@ def test_teammate_pulls_and_restores_instead_of_rerunning(s3_bucket, built_prist
         author_env)
     assert stages_run(run(["dvc", "repro"], author, author_env).stdout) == ["inputs"]
     run(["git", "add", "-A"], author, author_env)
-    run(["git", "commit", "-qm", "baseline + team remote"], author, author_env)
+    run(["git", "commit", "-qm", "team remote"], author, author_env)
     run(["git", "remote", "add", "origin", str(origin)], author, author_env)
     run(["git", "push", "-q", "origin", "main"], author, author_env)
     share(author, author_env)
-    run(["dvc", "exp", "run", "-n", EXPERIMENT["name"], "-S", EXPERIMENT["param"]], author,
-        author_env)
-    run(["dvc", "exp", "push", "origin", EXPERIMENT["name"]], author, author_env)
+    run(["dvc", "exp", "run", "-n", NAME, *EXPERIMENT_SET], author, author_env)
+    run(["dvc", "exp", "push", "origin", NAME], author, author_env)
     share(author, author_env)
     authored = json.loads((author / "metrics/train/metrics.json").read_text())
     assert any(k.startswith("dvcstore/runs/") for k in s3_bucket.keys())
@@ -110,17 +113,16 @@ def test_teammate_pulls_and_restores_instead_of_rerunning(s3_bucket, built_prist
         assert f"Stage '{stage}' didn't change, skipping" in repro, repro
 
     # The author's experiment comes through git alone: metrics before any of its data.
-    assert EXPERIMENT["name"] in run(["dvc", "exp", "list", "origin"], mate, env).stdout
-    run(["dvc", "exp", "pull", "--no-cache", "origin", EXPERIMENT["name"]], mate, env)
-    assert exp_metrics(mate, env, EXPERIMENT["name"]) == authored
+    assert NAME in run(["dvc", "exp", "list", "origin"], mate, env).stdout
+    run(["dvc", "exp", "pull", "--no-cache", "origin", NAME], mate, env)
+    assert exp_metrics(mate, env, NAME) == authored
 
     # 3. The same params again: restored from the run-cache; with torch unimportable, any
     # stage that really ran would have failed.
     before_runs = set((mate / ".dvc/cache/runs").rglob("*"))
     poisoned = user_env(PYTHONPATH=os.pathsep.join(
         [poisoned_torch(tmp_path / "poison"), os.environ.get("PYTHONPATH", "")]))
-    done = run(["dvc", "exp", "run", "--pull", "-S", EXPERIMENT["param"]], mate, poisoned,
-               check=False)
+    done = run(["dvc", "exp", "run", "--pull", *EXPERIMENT_SET], mate, poisoned, check=False)
     assert done.returncode == 0, (
         "the teammate's exp run did not restore from the run-cache (a stage with a "
         "`cache: false` out under `outs:` gets no run-cache; see the README, 'Working with teammates'):\n" + done.stdout)
@@ -129,27 +131,3 @@ def test_teammate_pulls_and_restores_instead_of_rerunning(s3_bucket, built_prist
         assert f"Stage '{stage}' is cached - skipping run, checking out outputs" in done.stdout
     assert json.loads((mate / "metrics/train/metrics.json").read_text()) == authored
     assert set((mate / ".dvc/cache/runs").rglob("*")) == before_runs   # no new run recorded
-
-    # 4. A wrong credential, then a missing bucket: clear errors, nothing local changed.
-    stranger = clone(origin, tmp_path / "stranger", env, server.access_key, "wrong-secret")
-    for repo in (stranger, mate):
-        run(["dvc", "remote", "modify", "--local", "storage", "secret_access_key",
-             "wrong-secret"], repo, env)
-        before = snapshot(repo)
-        for cmd in (COVERPOP + ["check"], ["dvc", "pull"] if repo is stranger else
-                    ["dvc", "push", "--run-cache"]):
-            done = run(cmd, repo, env, check=False)
-            assert done.returncode != 0, done.stdout
-            assert "Forbidden" in done.stdout or "access denied" in done.stdout, done.stdout
-        assert snapshot(repo) == before
-    run(["dvc", "remote", "modify", "--local", "storage", "secret_access_key",
-         server.secret_key], mate, env)
-    run(["dvc", "remote", "modify", "--local", "storage", "url", "s3://coverpop-gone/dvcstore"],
-        mate, env)
-    before = snapshot(mate)
-    done = run(COVERPOP + ["check"], mate, env, check=False)
-    assert done.returncode == 1
-    assert "bucket 'coverpop-gone' does not exist" in done.stdout, done.stdout
-    done = run(["dvc", "push"], mate, env, check=False)
-    assert done.returncode != 0 and "NoSuchBucket" in done.stdout, done.stdout
-    assert snapshot(mate) == before

@@ -16,9 +16,9 @@ def kaggle_like_csv(path: Path, rows: int, seed: int = 0) -> None:
     ids = alphabet[rng.integers(0, 62, size=(rows, 22))].view("S22").ravel().astype(str)
     pop = np.where(rng.random(rows) < 0.35, 0, np.clip(rng.gamma(2.0, 12.0, rows), 0, 100))
     genres = np.array([f"genre-{i:02d}" for i in range(82)])
-    df = pd.DataFrame({
-        "artist_name": pd.Series(rng.integers(0, 61000, rows)).map("Artist {}".format),
-        "track_name": pd.Series(np.arange(rows)).map("Track {}".format),
+    columns = {
+        "artist_name": _text(rng.integers(0, 61000, rows), "Artist {}"),
+        "track_name": _text(np.arange(rows), "Track {}", repeats=False),
         "track_id": ids, "popularity": pop.astype(int), "year": rng.integers(2000, 2024, rows),
         "genre": genres[rng.integers(0, 82, rows)],
         "danceability": rng.random(rows).round(3), "energy": rng.random(rows).round(3),
@@ -28,5 +28,21 @@ def kaggle_like_csv(path: Path, rows: int, seed: int = 0) -> None:
         "liveness": rng.random(rows).round(4), "valence": rng.random(rows).round(3),
         "tempo": rng.uniform(60, 200, rows).round(3),
         "duration_ms": rng.integers(60000, 400000, rows), "time_signature": rng.integers(3, 6, rows),
-    })[KAGGLE_COLUMNS]
-    df.to_csv(path, index=True, lineterminator="\n")   # the Kaggle file's unnamed index column
+    }
+    # What pandas' to_csv(index=True) writes (the Kaggle file's unnamed index column first), but
+    # each distinct value formatted once: the full-size table (1.2 M rows) in seconds, not 20.
+    fields = [_text(np.arange(rows), repeats=False)] + [_text(columns[c]) for c in KAGGLE_COLUMNS]
+    with open(path, "w", newline="") as f:
+        f.write(",".join(["", *KAGGLE_COLUMNS]) + "\n")
+        f.writelines(map("{}\n".format, map(",".join, zip(*fields))))
+
+
+def _text(values: np.ndarray, fmt: str = "{}", repeats: bool = True) -> np.ndarray:
+    """values as CSV text (floats in their shortest round-trip form, as pandas writes them);
+    with `repeats`, each distinct value is formatted once."""
+    if values.dtype.kind in "UO":   # text already
+        return values.astype(object)
+    unique, index = np.unique(values, return_inverse=True) if repeats else (values, None)
+    prefix, suffix = fmt.split("{}")
+    text = np.char.add(np.char.add(prefix, unique.astype(str)), suffix).astype(object)
+    return text if index is None else text[index]
