@@ -49,7 +49,7 @@ class Section(BaseModel):
 
 
 class Demo(Section):
-    n_albums: int = key(2000, "synthetic albums to make (about 2.3 tracks each)", ge=1)
+    n_albums: int = key(1000, "synthetic albums to make (about 2.3 tracks each)", ge=1)
     seed: int = key(0, "seed of the synthetic albums and covers", ge=0)
     effects: Literal["strong", "weak"] = key(
         "strong",
@@ -84,7 +84,7 @@ class Data(Section):
 
 
 class Select(Section):
-    n: int = key(3000, "tracks to scrape", ge=1)
+    n: int = key(1500, "tracks to scrape", ge=1)
     strategy: Literal[STRATEGIES] = key(
         "stratified", "random, or stratified (popularity bins in proportion), or balanced (equal "
         "per bin)")
@@ -164,7 +164,7 @@ class Split(Section):
 
 
 class Train(Section):
-    epochs: int = key(8, "passes over the train split", ge=1)
+    epochs: int = key(6, "passes over the train split", ge=1)
     batch_size: int = key(64, "global batch: split across torchrun processes", ge=1)
     lr: float = key(0.002, "peak learning rate (AdamW)", gt=0)
     frozen_lr: float = key(0.00005, "learning rate when freeze_backbone: true (a head alone on "
