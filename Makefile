@@ -17,12 +17,14 @@ install: $(STAMP)
 repro: install
 	dvc repro
 
+# Two workers on two cores (pytest-xdist): the suite's stage processes, dvc and servers leave a
+# single pytest process half idle. worksteal: a worker that runs dry takes the other's queue.
 test: install
-	python -m pytest
+	python -m pytest -n auto --dist worksteal
 
 # For iteration: every test not marked slow (the slow ones run pipelines, S3, torchrun).
 test-fast: install
-	python -m pytest -m "not slow" -q
+	python -m pytest -m "not slow" -q -n auto --dist worksteal
 
 .PHONY: push pull
 push: install  ## share data, models and the run-cache through the team's S3 remote

@@ -49,6 +49,7 @@ def scrub(environ: dict | os._Environ) -> list[str]:
 
 # Set by the controller for its xdist workers (a name the scrub keeps).
 SESSION_VAR = "PYTEST_COVERPOP_SESSION"
+OWNER_VAR = "PYTEST_COVERPOP_SESSION_PID"
 
 
 def isolate() -> Path:
@@ -57,7 +58,7 @@ def isolate() -> Path:
         return SESSION
     scrub(os.environ)
     worker = os.environ.get("PYTEST_XDIST_WORKER")
-    if worker and os.environ.get(SESSION_VAR):   # an xdist worker: a folder in the controller's
+    if is_worker():   # an xdist worker: a folder in the controller's
         SESSION = Path(os.environ[SESSION_VAR]) / "workers" / worker
         SESSION.mkdir(parents=True)
     else:
@@ -68,6 +69,7 @@ def isolate() -> Path:
                 shutil.rmtree(old, ignore_errors=True)
         SESSION = Path(tempfile.mkdtemp(prefix=f"coverpop-tests-{os.getpid()}-", dir=real_tmp))
         os.environ[SESSION_VAR] = str(SESSION)
+        os.environ[OWNER_VAR] = str(os.getpid())
         (SESSION / "pytest").mkdir()
         os.environ["PYTEST_DEBUG_TEMPROOT"] = str(SESSION / "pytest")   # pytest's basetemp
     folders = {"TMPDIR": "tmp", "COVERPOP_CACHE": "cache", "DVC_GLOBAL_CONFIG_DIR": "dvc-global",
@@ -86,7 +88,10 @@ def isolate() -> Path:
 
 
 def is_worker() -> bool:
-    return bool(os.environ.get("PYTEST_XDIST_WORKER"))
+    """An xdist worker of this session's controller: its child. A pytest that a test starts
+    inherits the worker's variables, but it is a session of its own."""
+    return (bool(os.environ.get("PYTEST_XDIST_WORKER")) and bool(os.environ.get(SESSION_VAR))
+            and os.environ.get(OWNER_VAR) == str(os.getppid()))
 
 
 def leftovers() -> list[str]:

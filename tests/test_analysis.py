@@ -40,6 +40,7 @@ def covers(tmp_path_factory):
     return root, split, analysis.cover_table(split, root / "data/shards", workers=1, progress=False)
 
 
+@pytest.mark.slow  # a stage process or a pipeline: seconds
 def test_cover_table_detects_what_was_drawn(covers):
     _, split, table = covers
     assert len(table) == len(split) and table.attrs["unreadable"] == 0

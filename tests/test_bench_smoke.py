@@ -9,6 +9,8 @@ import sys
 import pytest
 from conftest import ROOT, env
 
+pytestmark = pytest.mark.slow   # every bench starts its own processes: seconds each
+
 BENCHES = sorted((ROOT / "bench").glob("*.py"))
 # the ones that build a pipeline, a workspace or an S3 server first (tens of seconds)
 SLOW = {"bench_noop_repro.py", "bench_real_covers.py", "bench_probe_variants.py",

@@ -139,6 +139,7 @@ def cache(tmp_path, monkeypatch):
     monkeypatch.setenv("COVERPOP_CACHE", str(tmp_path / "cache"))
 
 
+@pytest.mark.slow  # a stage process or a pipeline: seconds
 def test_evaluate_stage_reports_metadata_models_with_cis(tmp_path):
     root = workspace(tmp_path / "ws", with_metadata=True)
     proc = run_evaluate(root)
@@ -180,6 +181,7 @@ def test_evaluate_stage_reports_metadata_models_with_cis(tmp_path):
     np.testing.assert_allclose(shown, direct, atol=0.011)
 
 
+@pytest.mark.slow  # a stage process or a pipeline: seconds
 def test_evaluate_without_metadata_columns_skips_with_a_message(tmp_path):
     root = workspace(tmp_path / "ws", with_metadata=False)
     proc = run_evaluate(root)

@@ -66,6 +66,7 @@ def test_poisoned_held_out_targets_leave_their_predictions_unchanged():
         assert not np.allclose(clean.predictions[name][~held], dirty.predictions[name][~held])
 
 
+@pytest.mark.slow  # a stage process or a pipeline: seconds
 def test_a_planted_signal_is_found_with_a_tight_interval_and_each_step_gains():
     rows, x, traits = covers(n=1500, seed=1)
     fold = crossfit.split_folds(rows, 5, seed=0)
@@ -85,6 +86,7 @@ def test_a_planted_signal_is_found_with_a_tight_interval_and_each_step_gains():
         "value", "ci_low", "ci_high"}
 
 
+@pytest.mark.slow  # a stage process or a pipeline: seconds
 def test_no_signal_gives_an_interval_around_zero():
     rows, x, traits = covers(n=1500, seed=2, cover_weight=0.0, trait_weight=0.0)
     fold = crossfit.split_folds(rows, 5, seed=0)

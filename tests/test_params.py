@@ -82,6 +82,7 @@ def test_committed_params_yaml_holds_exactly_the_schema_defaults():
     assert differ == {}, "params.yaml value vs core/schema.py default"
 
 
+@pytest.mark.slow  # a stage process or a pipeline: seconds
 def test_defaults_never_read_the_workspace(tmp_path):
     """What an experiment leaves in a params.yaml (here, the one in the working directory of a
     fresh interpreter) changes no default a config built by hand gets."""

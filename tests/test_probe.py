@@ -180,6 +180,7 @@ def test_frozen_sgd_head_steps_at_frozen_lr():
         TrainConfig.from_params({"train": {"frozen_lr": 0}})
 
 
+@pytest.mark.slow  # a stage process or a pipeline: seconds
 def test_train_stage_with_head_ridge_writes_a_linear_checkpoint(tmp_path):
     """stages/train.py with train.head=ridge: the probe, its metrics and the usual checkpoint."""
     from test_train_stage import make_workspace, read_metrics, run_stage

@@ -79,6 +79,7 @@ def single(tmp_path_factory):
     return root
 
 
+@pytest.mark.slow  # a stage process or a pipeline: seconds
 def test_stage_writes_checkpoint_metrics_and_first_batch(single):
     ckpt = torch.load(single / "models" / "model.pt", map_location="cpu", weights_only=False)
     assert {"model", "image_size", "mean", "std", "output", "head_hidden", "target_scale",
@@ -97,6 +98,7 @@ def test_stage_writes_checkpoint_metrics_and_first_batch(single):
     assert len(tsv.read_text().splitlines()) == 3  # header + one row per epoch
 
 
+@pytest.mark.slow  # a stage process or a pipeline: seconds
 def test_stage_bad_param_is_one_line(tmp_path):
     root = make_workspace(tmp_path, n=8, loss="hinge")
     proc = run_stage(root)
