@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch.nn.utils.fusion import fuse_conv_bn_weights
 from tqdm import tqdm
 
 from coverpop.core.atomic import atomic_path
@@ -82,12 +83,9 @@ def fold_batchnorm(model: torch.nn.Module, example: torch.Tensor
              and x is out and calls[c_name] == calls[b_name] == 1]
     with torch.no_grad():
         for c_name, conv, b_name, bn in pairs:
-            scale = bn.weight if bn.affine else torch.ones_like(bn.running_var)
-            scale = scale / torch.sqrt(bn.running_var + bn.eps)
-            shift = bn.bias if bn.affine else torch.zeros_like(bn.running_mean)
-            bias = conv.bias if conv.bias is not None else torch.zeros_like(bn.running_mean)
-            conv.weight.mul_(scale.reshape(-1, 1, 1, 1))
-            conv.bias = torch.nn.Parameter((bias - bn.running_mean) * scale + shift)
+            conv.weight, conv.bias = fuse_conv_bn_weights(
+                conv.weight, conv.bias, bn.running_mean, bn.running_var, bn.eps,
+                bn.weight if bn.affine else None, bn.bias if bn.affine else None)
             parent, _, child = b_name.rpartition(".")
             setattr(model.get_submodule(parent), child, _Folded(bn))
     return model.requires_grad_(False), len(pairs), want
