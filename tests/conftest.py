@@ -151,26 +151,46 @@ def tiny_repo(tmp_path) -> Path:
     return make_repo_copy(tmp_path / "repo")
 
 
-@pytest.fixture(scope="session")
-def built_pristine(tmp_path_factory) -> Path:
-    """The tiny demo after one `dvc repro` from scratch (fresh repo, empty cover cache): built once
-    per session and never changed; tests take copies (built_repo, copy_built)."""
-    root = tmp_path_factory.mktemp("pristine")
-    repo = make_repo_copy(root / "repo")
+def built_once(name: str, build) -> Path:
+    """`build(folder)` once per test session, for every pytest-xdist worker: the first worker to
+    ask builds it under a lock, the others wait for it and reuse it (a tiny pipeline from scratch
+    costs ~40 CPU s: per worker, that was the suite's largest repeated cost). What is built is
+    never changed; tests take copies."""
+    from coverpop.core.lock import exclusive
+
+    folder = session_env.shared() / name
+    done = folder.parent / f"{name}.done"
+    with exclusive(folder, f"{name} build", wait=True):
+        if not done.exists():
+            shutil.rmtree(folder, ignore_errors=True)   # a failed build's remains: from scratch
+            folder.mkdir(parents=True)
+            build(folder)
+            done.touch()
+    return folder
+
+
+def build_tiny_demo(root: Path, params: dict | None = None) -> Path:
+    """root/repo: the tiny demo after one `dvc repro` from scratch, with root/cache as its
+    empty cover cache."""
+    repo = make_repo_copy(root / "repo", params)
     run(["env", f"COVERPOP_CACHE={root / 'cache'}", "dvc", "repro"], repo)
     return repo
 
 
 @pytest.fixture(scope="session")
-def built_again(tmp_path_factory) -> Path:
+def built_pristine() -> Path:
+    """The tiny demo after one `dvc repro` from scratch (fresh repo, empty cover cache): built once
+    per session and never changed; tests take copies (built_repo, copy_built)."""
+    return built_once("pristine", build_tiny_demo) / "repo"
+
+
+@pytest.fixture(scope="session")
+def built_again() -> Path:
     """The tiny demo built a second time from scratch, in another folder with another empty
     cover cache, scraped with another worker count (8): what built_pristine must equal byte for
     byte (test_reproducible, test_scrape_pipeline). Never changed; copy it to change it."""
-    root = tmp_path_factory.mktemp("again")
     assert TINY_PARAMS["scrape.workers"] != 8
-    repo = make_repo_copy(root / "repo", {"scrape.workers": 8})
-    run(["env", f"COVERPOP_CACHE={root / 'cache'}", "dvc", "repro"], repo)
-    return repo
+    return built_once("again", lambda root: build_tiny_demo(root, {"scrape.workers": 8})) / "repo"
 
 
 @pytest.fixture(scope="session")
@@ -187,16 +207,18 @@ EXPERIMENT_SET = [a for k, v in EXPERIMENT.items() if k != "name" for a in ("-S"
 
 
 @pytest.fixture(scope="session")
-def built_with_experiment(built_pristine, tmp_path_factory) -> Path:
+def built_with_experiment(built_pristine) -> Path:
     """A copy of the built tiny demo, committed on `main`, after one `dvc exp run` that changes
     the model and trains one epoch (EXPERIMENT), the workspace put back to `main`: built once
     per session, never changed; tests that change it take a copy (copy_built)."""
-    repo = copy_built(built_pristine, tmp_path_factory.mktemp("experimented") / "repo")
-    run("git add -A && git -c user.name=t -c user.email=t@t commit -qm built", repo)
-    run(["dvc", "exp", "run", "-n", EXPERIMENT["name"], *EXPERIMENT_SET], repo)
-    run(["git", "checkout", "--", "."], repo)   # the experiment's params and metrics out ...
-    run(["dvc", "checkout", "-q"], repo)        # ... and main's cached outputs back in
-    return repo
+    def build(root: Path) -> None:
+        repo = copy_built(built_pristine, root / "repo")
+        run("git add -A && git -c user.name=t -c user.email=t@t commit -qm built", repo)
+        run(["dvc", "exp", "run", "-n", EXPERIMENT["name"], *EXPERIMENT_SET], repo)
+        run(["git", "checkout", "--", "."], repo)   # the experiment's params and metrics out ...
+        run(["dvc", "checkout", "-q"], repo)        # ... and main's cached outputs back in
+
+    return built_once("experimented", build) / "repo"
 
 
 def copy_built(pristine: Path, dest: Path) -> Path:

@@ -94,6 +94,13 @@ def is_worker() -> bool:
             and os.environ.get(OWNER_VAR) == str(os.getppid()))
 
 
+def shared() -> Path:
+    """A folder every xdist worker of this session sees (the controller's session folder):
+    what is built once per session for all workers (conftest.built_once)."""
+    root = Path(os.environ[SESSION_VAR]) if is_worker() else SESSION
+    return root / "shared"
+
+
 def leftovers() -> list[str]:
     """What the suite left in its temp folders (every test and fixture cleans up after itself):
     this process's, and after an xdist run each worker's."""

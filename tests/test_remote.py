@@ -1,10 +1,10 @@
 """DVC against a real S3 server (Swift + s3api on 127.0.0.1), on a toy repo: the remote config,
-push/pull with env or --local credentials, run-cache sharing, exp push/pull to a bare git remote,
-and the errors a wrong credential or a missing bucket give. The full pipeline version of this
-round trip is tests/test_team_workflow.py."""
+push/pull with env or --local credentials, and the errors a wrong credential or a missing bucket
+give. The round trip itself (run-cache sharing, exp push/pull through a bare git remote, a
+teammate's clone restoring instead of re-running) is tests/test_team_workflow.py's, on the demo
+pipeline: the same dvc and coverpop commands."""
 from __future__ import annotations
 
-import json
 import shutil
 import sys
 from pathlib import Path
@@ -83,7 +83,7 @@ def toy_built(tmp_path_factory) -> Path:
 
 def _remote_config(repo: Path, name: str, keys: dict, default: bool = False) -> None:
     """Append remote 'storage' settings to .dvc/<name> (config or config.local), as
-    `dvc remote add/modify [--local]` writes them: the round trip above runs those commands;
+    `dvc remote add/modify [--local]` writes them: test_team_workflow runs those commands;
     here each would only cost a dvc start."""
     lines = "".join(f"    {k} = {v}\n" for k, v in keys.items())
     with (repo / ".dvc" / name).open("a") as f:
@@ -95,67 +95,6 @@ def _git_identity(repo: Path, env: dict) -> None:
     # dvc exp run commits through its own git library: give it a repo-local identity.
     run(["git", "config", "user.name", "coverpop test"], repo, env)
     run(["git", "config", "user.email", "test@coverpop.invalid"], repo, env)
-
-
-def _credentials_local(repo: Path, env: dict, key: str, secret: str) -> None:
-    run(["dvc", "remote", "modify", "--local", "storage", "access_key_id", key], repo, env)
-    run(["dvc", "remote", "modify", "--local", "storage", "secret_access_key", secret], repo, env)
-
-
-@pytest.mark.slow
-def test_round_trip_run_cache_and_experiments(s3_bucket, tmp_path):
-    origin = tmp_path / "origin.git"
-    run(["git", "init", "-q", "--bare", "-b", "main", str(origin)], tmp_path, isolated_env())
-
-    # Author: credentials from the environment.
-    author_env = isolated_env(MARKER=str(tmp_path / "marker-author"),
-                              **s3_bucket.server.credentials_env())
-    author = _toy_repo(tmp_path / "author", author_env, s3_bucket)
-    run(["git", "remote", "add", "origin", str(origin)], author, author_env)
-    run(["git", "push", "-q", "origin", "main"], author, author_env)
-    run(["dvc", "exp", "run", "-n", "x2", "-S", "x=2"], author, author_env)
-    # The experiment's git ref to origin, its cached outputs to the S3 remote ...
-    run(["dvc", "exp", "push", "origin", "x2"], author, author_env)
-    # ... and the run-cache: its records and every output they name (cache: false ones too).
-    run(["dvc", "checkout"], author, author_env)
-    run(["git", "checkout", "--", "."], author, author_env)
-    run(["dvc", "push", "--run-cache"], author, author_env)
-    pushed = run([sys.executable, "-m", "coverpop.remote", "push-run-cache"], author, author_env).stdout
-    assert "run-cache: 2 records, 2 outputs uploaded" in pushed, pushed
-    assert (tmp_path / "marker-author").read_text() == "x=1\nx=2\n"
-    assert len([k for k in s3_bucket.keys() if k.startswith("dvcstore/runs/")]) == 2
-
-    # Teammate: a fresh clone, credentials only in .dvc/config.local.
-    marker = tmp_path / "marker-teammate"
-    env = isolated_env(MARKER=str(marker))
-    mate = tmp_path / "teammate"
-    run(["git", "clone", "-q", str(origin), str(mate)], tmp_path, env)
-    _git_identity(mate, env)
-    _credentials_local(mate, env, s3_bucket.server.access_key, s3_bucket.server.secret_key)
-    assert "secret_access_key" not in run(["git", "show", "HEAD:.dvc/config"], mate, env).stdout
-
-    # The experiment and its metrics come through git alone, before any data is pulled.
-    assert "x2" in run(["dvc", "exp", "list", "origin"], mate, env).stdout
-    run(["dvc", "exp", "pull", "--no-cache", "origin", "x2"], mate, env)
-    shown = json.loads(run(["dvc", "exp", "show", "--json"], mate, env).stdout)
-    exp_metrics = [e["data"]["metrics"]["metrics.json"]["data"]["y"]
-                   for row in shown for e in (row.get("experiments") or [])
-                   for e in e["revs"] if e.get("name") == "x2"]
-    assert exp_metrics == [4]
-
-    run(["dvc", "pull", "--run-cache"], mate, env)
-    assert "up to date" in run(["dvc", "status"], mate, env).stdout
-    assert "didn't change, skipping" in run(["dvc", "repro"], mate, env).stdout
-    assert not marker.exists()
-
-    # Params the author already tried: restored from the run-cache, the stage never runs.
-    out = run(["dvc", "exp", "run", "--pull", "-S", "x=2"], mate, env).stdout
-    assert "Stage 'square' is cached - skipping run, checking out outputs" in out, out
-    assert not marker.exists()
-    assert (mate / "metrics.json").read_text() == '{"y": 4}'
-    # ... and new params really run it.
-    run(["dvc", "exp", "run", "-S", "x=3"], mate, env)
-    assert marker.read_text() == "x=3\n"
 
 
 @pytest.mark.slow

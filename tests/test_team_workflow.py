@@ -103,6 +103,7 @@ def test_teammate_pulls_and_restores_instead_of_rerunning(s3_bucket, built_with_
     # 2. Teammate: fresh clone, credentials only in .dvc/config.local; pull; nothing to re-run.
     env = user_env()
     mate = clone(origin, tmp_path / "teammate", env, server.access_key, server.secret_key)
+    assert server.secret_key not in run(["git", "show", "HEAD:.dvc/config"], mate, env).stdout
     assert "reachable" in run(COVERPOP + ["check"], mate, env).stdout
     run(["dvc", "pull", "--run-cache"], mate, env)
     status = run(["dvc", "status"], mate, env).stdout
