@@ -25,6 +25,18 @@ from coverpop.train.data import digest
 _VERSION = "emb-v2"  # v2: BatchNorm folded into the convs (the same features to ~1e-6)
 # Below this many covers the one-time cost of folding (a copy, three small forwards) outweighs it.
 FOLD_MIN_COVERS = 64
+BATCH = 128   # covers per forward (on CPU at most 128 px worth, below)
+# On CPU a batch's activations are this process's memory: EfficientNet-Lite0 holds ~730 MB for
+# 128 covers of 128 px, ~220 MB for 32 (the same features). So at most 32 covers of 128 px per
+# forward (128 at 64 px, as before; 10 at 224 px).
+CPU_BATCH_PIXELS = 32 * 128 * 128
+
+
+def batch_size_for(images, device: torch.device) -> int:
+    """Covers per forward: BATCH, on CPU capped at CPU_BATCH_PIXELS pixels per batch."""
+    if device.type != "cpu":
+        return BATCH
+    return max(1, min(BATCH, CPU_BATCH_PIXELS // max(1, images.shape[-1] * images.shape[-2])))
 
 
 def embedding_key(model: str, weights_key: str, image_size: int, mean, std, image_key: str,
@@ -108,13 +120,15 @@ def _fast_features(model, example: torch.Tensor):
     return lambda x: folded(model.normalize(x))
 
 
-def compute(model, images: torch.Tensor, device: torch.device, batch_size: int = 128,
+def compute(model, images: torch.Tensor, device: torch.device, batch_size: int | None = None,
             amp: bool = False, channels_last: bool = False, progress: bool = True,
             fold: bool | None = None) -> torch.Tensor:
     """Pooled features (N, F) of uint8 images (N, 3, S, S): `model.features` with the backbone
     in eval mode (frozen BatchNorm statistics), its BatchNorms folded into the convs (the same
     features to rounding, tests/test_embedding_cache.py). `fold`: None folds from
-    FOLD_MIN_COVERS images on, True always, False never."""
+    FOLD_MIN_COVERS images on, True always, False never. `batch_size`: None is
+    batch_size_for(images, device)."""
+    batch_size = batch_size or batch_size_for(images, device)
     was_training = model.training
     model.eval()
 
