@@ -131,14 +131,24 @@ def test_float32_features_give_the_float64_ridge_to_the_bit_in_less_memory():
         a, b = ridge_cv(x, y, **kw), ridge_cv(x.astype(np.float64), y, **kw)
         assert a.alpha == b.alpha and np.array_equal(a.cv_mse, b.cv_mse)
         assert np.array_equal(a.coef, b.coef) and a.intercept == b.intercept
+    # rows=: the fit on x[rows] without copying them first, to the bit
+    rows = np.flatnonzero(rng.random(len(x)) < 0.7)
+    for kw in ({}, {"fixed": m[rows], "alpha_fixed": 3.0, "groups": rows // 3}):
+        a, b = ridge_cv(x, y[rows], rows=rows, **kw), ridge_cv(x[rows], y[rows], **kw)
+        assert a.alpha == b.alpha and np.array_equal(a.cv_mse, b.cv_mse)
+        assert np.array_equal(a.coef, b.coef) and a.intercept == b.intercept
     assert np.array_equal(x, before)
     tracemalloc.start()   # numpy reports its buffers to tracemalloc
     try:
         ridge_cv(x, y)
         peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.reset_peak()
+        ridge_cv(x, y[rows], rows=rows)
+        peak_rows = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
     assert peak < 1.4 * len(x) * x.shape[1] * 8, peak / (len(x) * x.shape[1] * 8)
+    assert peak_rows < 1.4 * len(rows) * x.shape[1] * 8, peak_rows / (len(rows) * x.shape[1] * 8)
 
 
 def probe_data(n=60, size=32, seed=0) -> CoverTensors:

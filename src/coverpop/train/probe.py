@@ -194,11 +194,18 @@ class _Solver:
 
 
 def ridge_cv(x, y, *, fixed=None, alpha_fixed: float | None = None, folds: int = FOLDS,
-             seed: int = 0, alphas=ALPHAS, groups=None) -> RidgeFit:
+             seed: int = 0, alphas=ALPHAS, groups=None, rows=None) -> RidgeFit:
     """Ridge of y on x, the penalty chosen by `folds`-fold CV (held-out squared error) on these
     rows only: pass the train split and nothing else. `fixed`: more columns, penalised by
     `alpha_fixed` (not searched). `groups`: the inner folds keep each group whole (an album
-    never both fits and scores a penalty)."""
+    never both fits and scores a penalty). `rows`: fit on x[rows] (y, fixed and groups are
+    those rows') without copying them first: the same fit as ridge_cv(x[rows], ...)."""
+    if rows is not None:
+        x = np.asarray(x)
+        if x.dtype == np.float32 and x.flags.c_contiguous:   # each solve takes its own rows
+            return _checked_fit(x, y, fixed, alpha_fixed, folds, seed, alphas, groups, False,
+                                 np.asarray(rows))
+        x = x[rows]   # float64 (or to convert): as without rows
     given = x
     x = np.asarray(x)
     if not (x.dtype == np.float32 and x.flags.c_contiguous):
@@ -206,35 +213,44 @@ def ridge_cv(x, y, *, fixed=None, alpha_fixed: float | None = None, folds: int =
     # a conversion made x (a new array, not a view of the caller's tensor or frame): the last
     # solve may standardise it in place
     owned = x is not given and x.flags.owndata
+    return _checked_fit(x, y, fixed, alpha_fixed, folds, seed, alphas, groups, owned, None)
+
+
+def _checked_fit(x, y, fixed, alpha_fixed, folds, seed, alphas, groups, owned, rows):
+    n = len(x) if rows is None else len(rows)
     y = np.asarray(y, np.float64)
     fixed = None if fixed is None else np.asarray(fixed, np.float64)
     if fixed is not None and alpha_fixed is None:
         raise ValueError("fixed columns need alpha_fixed")
-    if len(x) < 2 * folds:
-        raise CoverpopError(f"ridge probe: {len(x)} train rows are too few for {folds}-fold "
+    if n < 2 * folds:
+        raise CoverpopError(f"ridge probe: {n} train rows are too few for {folds}-fold "
                             f"cross-validation")
     # One BLAS thread: these mid-sized eigendecompositions gain little from more, and lose 10×
     # when the cores are shared (OpenBLAS threads spin against each other).
     with threadpool_limits(1, user_api="blas"):
         return _ridge_cv(x, y, fixed, alpha_fixed, folds, seed, np.asarray(alphas, np.float64),
-                         groups, owned)
+                         groups, owned, rows)
 
 
-def _ridge_cv(x, y, fixed, alpha_fixed, folds, seed, alphas, groups=None, owned=False
-              ) -> RidgeFit:
+def _ridge_cv(x, y, fixed, alpha_fixed, folds, seed, alphas, groups=None, owned=False,
+              rows=None) -> RidgeFit:
+    """`rows`: x's rows to fit on (float32 x only; None: all)."""
+    at = (lambda r: r) if rows is None else (lambda r: rows[r])   # fold rows -> rows of x
+    n = len(x) if rows is None else len(rows)
     sq_err = np.zeros(len(alphas))
     splitter = (KFold(folds, shuffle=True, random_state=seed) if groups is None
                 else GroupKFold(folds, shuffle=True, random_state=seed))
-    for fit_rows, held in splitter.split(x, groups=groups):
-        part = _Solver(_rows64(x, fit_rows), y[fit_rows],
+    for fit_rows, held in splitter.split(np.zeros((n, 1)), groups=groups):
+        part = _Solver(_rows64(x, at(fit_rows)), y[fit_rows],
                        None if fixed is None else fixed[fit_rows], alpha_fixed)
-        pred = part.predict(x[held], alphas, None if fixed is None else fixed[held])
+        pred = part.predict(x[at(held)], alphas, None if fixed is None else fixed[held])
         sq_err += ((pred - y[held, None]) ** 2).sum(0)
         del part, pred   # before the next fold's copy is made, not after
-    cv_mse = sq_err / len(x)
+    cv_mse = sq_err / n
     best = float(alphas[int(np.argmin(cv_mse))])
     # the caller's x unchanged: a float64 x of its own is standardised in place
-    full = _Solver(x if owned and x.dtype == np.float64 else _rows64(x), y, fixed, alpha_fixed)
+    full = _Solver(x if owned and x.dtype == np.float64 and rows is None else _rows64(x, rows),
+                   y, fixed, alpha_fixed)
     w, b = full.coefs(best)
     coef = w[:, 0] / full.sd
     intercept = full.y_mean - float(full.mu @ coef)
@@ -321,18 +337,15 @@ def fit_probe(cfg: TrainConfig, data: CoverTensors, weights: Weights, mean, std,
     model, feats = frozen_features(cfg, data, weights, mean, std)
     y = data.popularity.double().numpy() / TARGET_SCALE
     tr, va = data.train_idx.numpy(), data.val_idx.numpy()
-    # The train and val rows, then no more of the whole (300 MB at 60k covers): it would sit
-    # beside ridge_cv's float64 copies
-    x_tr, x_va = feats[tr], feats[va]
-    del feats
-    ridge = ridge_cv(x_tr.numpy(), y[tr], seed=cfg.seed)   # widened a fold at a time
+    # the train rows read in place, widened a fold at a time: no copy of them beside the fits
+    ridge = ridge_cv(feats.numpy(), y[tr], seed=cfg.seed, rows=tr)
     with torch.no_grad():
         model.head.weight.copy_(torch.from_numpy(ridge.coef).float()[None])
         model.head.bias.fill_(ridge.intercept)
     # Scored through the model itself: what is scored is what the checkpoint predicts.
     with torch.no_grad():
-        train_pred = model.forward_head(x_tr.float()).double().numpy()
-        val_pred = model.forward_head(x_va.float()).double().numpy()
+        train_pred = model.forward_head(feats[tr].float()).double().numpy()
+        val_pred = model.forward_head(feats[va].float()).double().numpy()
     row = {"epoch": 0, "train_loss": float(np.mean((train_pred - y[tr]) ** 2))}
     val = {}
     if len(va):
