@@ -54,6 +54,32 @@ def test_a_failed_make_leaves_the_finished_shards_and_no_partial_file(tmp_path):
                               root=tmp_path)
 
 
+def test_features_all_new_are_returned_without_another_copy(tmp_path):
+    """A first run (every cover new, none twice) gets make()'s tensor itself: at 60k covers a
+    stacked copy is 300 MB more."""
+    made = []
+
+    def make(rows):
+        made.append(fake_features([f"h{i}" for i in rows]))
+        return made[-1]
+
+    feats, _ = embeddings.by_content("k", ["h0", "h1", "h2"], make, root=tmp_path)
+    assert feats.data_ptr() == made[0].data_ptr()
+    # from the shard, a cover listed twice: rows filled in place, in order
+    feats, computed = embeddings.by_content("k", ["h2", "h0", "h2"], make, root=tmp_path)
+    assert computed == 0 and feats[:, 0].tolist() == [2, 0, 2]
+
+
+def test_cpu_batches_are_capped_by_pixels():
+    """On CPU a forward's activations are the process's memory: 128 covers up to 64 px, fewer
+    for bigger covers; other devices keep 128."""
+    def size(px, device="cpu"):
+        return embeddings.batch_size_for(torch.zeros(1, 3, px, px), torch.device(device))
+
+    assert (size(32), size(64), size(128), size(224), size(4000)) == (128, 128, 32, 10, 1)
+    assert size(128, "cuda") == 128
+
+
 # --- the fast pass: BatchNorm folded into the convs, the same features as the plain forward ---
 
 def _covers(n: int, size: int) -> torch.Tensor:

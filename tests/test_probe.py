@@ -11,6 +11,7 @@ from coverpop.core.errors import CoverpopError
 from coverpop.train.checkpoint import load_predictor, save_checkpoint
 from coverpop.train.data import CoverTensors
 from coverpop.train.loop import TrainConfig
+from coverpop.train import probe
 from coverpop.train.probe import ridge_cv, run_probe
 
 
@@ -98,6 +99,56 @@ def test_fixed_block_is_the_two_penalty_ridge():
     assert np.allclose(fit.coef, sol[:80] / x.std(0), atol=1e-9)
     assert np.allclose(fit.fixed_coef, sol[80:] / m.std(0), atol=1e-9)
     assert np.allclose(fit.predict(x, m), y.mean() + z @ sol, atol=1e-8)
+
+
+def test_standardize_in_place_is_the_same_bits_as_mean_and_std(monkeypatch):
+    """probe._standardize skips std()'s full-size temporary: the same numbers to the bit (it
+    relies on numpy summing axis 0 row after row; over several chunks and a wide range)."""
+    monkeypatch.setattr(probe, "CHUNK_BYTES", 1000 * 9 * 8)   # chunks of 1,000 rows
+    rng = np.random.default_rng(7)
+    x = rng.normal(size=(3456, 9)) * np.exp(rng.normal(size=(1, 9)) * 4) + 3
+    x[:, 4] = 1.5   # a constant column: sd 1, as _scale gives it
+    mu, sd = probe._scale(x)
+    want = (x - mu) / sd
+    got = x.copy()
+    mu2, sd2 = probe._standardize(got)
+    assert np.array_equal(mu, mu2) and np.array_equal(sd, sd2) and np.array_equal(got, want)
+
+
+def test_float32_features_give_the_float64_ridge_to_the_bit_in_less_memory():
+    """float32 input (the cached features) is widened a fold at a time: the same fit as on
+    its float64 copy, the caller's array untouched, and ridge_cv's peak allocation stays near
+    one float64 copy of x (it used to hold the float64 copy, a fold's copy and temporaries)."""
+    import tracemalloc
+
+    rng = np.random.default_rng(8)
+    x64, _ = embeddings_like(20000, 256, seed=4)
+    x = x64.astype(np.float32)
+    y = x64[:, :4].sum(1) + rng.normal(size=len(x))
+    m = rng.normal(size=(len(x), 3))
+    before = x.copy()
+    for kw in ({}, {"fixed": m, "alpha_fixed": 3.0, "groups": np.arange(len(x)) // 3}):
+        a, b = ridge_cv(x, y, **kw), ridge_cv(x.astype(np.float64), y, **kw)
+        assert a.alpha == b.alpha and np.array_equal(a.cv_mse, b.cv_mse)
+        assert np.array_equal(a.coef, b.coef) and a.intercept == b.intercept
+    # rows=: the fit on x[rows] without copying them first, to the bit
+    rows = np.flatnonzero(rng.random(len(x)) < 0.7)
+    for kw in ({}, {"fixed": m[rows], "alpha_fixed": 3.0, "groups": rows // 3}):
+        a, b = ridge_cv(x, y[rows], rows=rows, **kw), ridge_cv(x[rows], y[rows], **kw)
+        assert a.alpha == b.alpha and np.array_equal(a.cv_mse, b.cv_mse)
+        assert np.array_equal(a.coef, b.coef) and a.intercept == b.intercept
+    assert np.array_equal(x, before)
+    tracemalloc.start()   # numpy reports its buffers to tracemalloc
+    try:
+        ridge_cv(x, y)
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.reset_peak()
+        ridge_cv(x, y[rows], rows=rows)
+        peak_rows = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 1.4 * len(x) * x.shape[1] * 8, peak / (len(x) * x.shape[1] * 8)
+    assert peak_rows < 1.4 * len(rows) * x.shape[1] * 8, peak_rows / (len(rows) * x.shape[1] * 8)
 
 
 def probe_data(n=60, size=32, seed=0) -> CoverTensors:

@@ -138,12 +138,14 @@ def crossfit(rows: pd.DataFrame, fold: np.ndarray, learned: np.ndarray | None = 
                          fit.predict(i_te), fit.alpha))
             side, side_alpha = (i_tr, i_te), fit.alpha
         if learned is not None:
-            x_tr, x_te = learned[tr], learned[te]
+            # rows=tr: the fits read the training folds' rows of `learned` in place (a copy of
+            # them is 300 MB at 70k covers, one per fold running at once)
+            x_te = learned[te]
             if side is not None:
-                fit = ridge_cv(x_tr, y[tr], fixed=side[0], alpha_fixed=side_alpha, seed=seed,
-                               groups=inner)
+                fit = ridge_cv(learned, y[tr], fixed=side[0], alpha_fixed=side_alpha, seed=seed,
+                               groups=inner, rows=tr)
                 fits.append(("with_cover", fit.predict(x_te, side[1]), fit.alpha))
-            fit = ridge_cv(x_tr, y[tr], seed=seed, groups=inner)
+            fit = ridge_cv(learned, y[tr], seed=seed, groups=inner, rows=tr)
             fits.append(("covers_only", fit.predict(x_te), fit.alpha))
         return te, fits
 

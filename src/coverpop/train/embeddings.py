@@ -25,6 +25,18 @@ from coverpop.train.data import digest
 _VERSION = "emb-v2"  # v2: BatchNorm folded into the convs (the same features to ~1e-6)
 # Below this many covers the one-time cost of folding (a copy, three small forwards) outweighs it.
 FOLD_MIN_COVERS = 64
+BATCH = 128   # covers per forward (on CPU at most 128 px worth, below)
+# On CPU a batch's activations are this process's memory: EfficientNet-Lite0 holds ~730 MB for
+# 128 covers of 128 px, ~220 MB for 32 (the same features). So at most 32 covers of 128 px per
+# forward (128 at 64 px, as before; 10 at 224 px).
+CPU_BATCH_PIXELS = 32 * 128 * 128
+
+
+def batch_size_for(images, device: torch.device) -> int:
+    """Covers per forward: BATCH, on CPU capped at CPU_BATCH_PIXELS pixels per batch."""
+    if device.type != "cpu":
+        return BATCH
+    return max(1, min(BATCH, CPU_BATCH_PIXELS // max(1, images.shape[-1] * images.shape[-2])))
 
 
 def embedding_key(model: str, weights_key: str, image_size: int, mean, std, image_key: str,
@@ -108,13 +120,15 @@ def _fast_features(model, example: torch.Tensor):
     return lambda x: folded(model.normalize(x))
 
 
-def compute(model, images: torch.Tensor, device: torch.device, batch_size: int = 128,
+def compute(model, images: torch.Tensor, device: torch.device, batch_size: int | None = None,
             amp: bool = False, channels_last: bool = False, progress: bool = True,
             fold: bool | None = None) -> torch.Tensor:
     """Pooled features (N, F) of uint8 images (N, 3, S, S): `model.features` with the backbone
     in eval mode (frozen BatchNorm statistics), its BatchNorms folded into the convs (the same
     features to rounding, tests/test_embedding_cache.py). `fold`: None folds from
-    FOLD_MIN_COVERS images on, True always, False never."""
+    FOLD_MIN_COVERS images on, True always, False never. `batch_size`: None is
+    batch_size_for(images, device)."""
+    batch_size = batch_size or batch_size_for(images, device)
     was_training = model.training
     model.eval()
 
@@ -124,14 +138,21 @@ def compute(model, images: torch.Tensor, device: torch.device, batch_size: int =
 
     fast = len(images) >= FOLD_MIN_COVERS if fold is None else fold and len(images) > 0
     features = _fast_features(model, batch(0, 1)) if fast else model.features
-    out = []
+    # Straight into one (N, F) array, not a list of batches and their torch.cat (two copies
+    # of 300 MB at 60k covers). numpy: a tensor made here would be an inference tensor.
+    out = None
     with torch.inference_mode():
         for i in tqdm(range(0, len(images), batch_size), desc="embeddings", disable=not progress,
                       leave=False):
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-                out.append(features(batch(i)).float().cpu())
+                part = features(batch(i)).float().cpu().numpy()
+            if out is None:
+                out = np.empty((len(images), *part.shape[1:]), part.dtype)
+            out[i:i + len(part)] = part
     model.train(was_training)
-    return torch.cat(out)
+    if out is None:
+        raise ValueError("embeddings.compute: no images")
+    return torch.from_numpy(out)
 
 
 def cached(key: str, make, root: Path | None = None) -> tuple[torch.Tensor, bool]:
@@ -155,13 +176,20 @@ def by_content(key: str, hashes: list[str], make: Callable[[np.ndarray], torch.T
     `make(row indices)` and stored as one new shard, atomically, so an interrupted run loses
     nothing finished and a later run computes only what is still missing."""
     folder = (root or cache_root()) / "embeddings" / key
-    wanted = set(hashes)
-    found: dict[str, torch.Tensor] = {}
+    where: dict[str, list[int]] = {}   # sha256 -> its rows (a cover may be listed twice)
+    for i, h in enumerate(hashes):
+        where.setdefault(h, []).append(i)
+    # Rows go straight into `out` as each shard is read (a later shard wins, as before), not
+    # into a dict of row views and a torch.stack: one copy of the features, not two.
+    out, found = None, set()
     for shard in sorted(folder.glob("*.pt")) if folder.is_dir() else ():
         part = torch.load(shard, map_location="cpu", weights_only=True)
-        for h, row in zip(part["sha256"], part["features"]):
-            if h in wanted:
-                found[h] = row
+        src = [j for j, h in enumerate(part["sha256"]) if h in where]
+        if src:
+            out = _empty_like_rows(out, len(hashes), part["features"])
+            _put(out, part["features"], src, [where[part["sha256"][j]] for j in src])
+            found.update(part["sha256"][j] for j in src)
+        del part   # before the next shard is loaded
     missing = np.array([i for i, h in enumerate(hashes) if h not in found], dtype=np.int64)
     if len(missing):
         # one row per distinct cover: a cover listed twice is computed once
@@ -176,5 +204,24 @@ def by_content(key: str, hashes: list[str], make: Callable[[np.ndarray], torch.T
         folder.mkdir(parents=True, exist_ok=True)
         with atomic_path(folder / f"{digest(new)}.pt") as tmp:
             torch.save({"sha256": new, "features": feats.contiguous()}, tmp)
-        found.update(zip(new, feats))
-    return torch.stack([found[h] for h in hashes]), len(missing)
+        if out is None and len(rows) == len(hashes):   # every row new, none twice: feats is it
+            return feats, len(missing)
+        out = _empty_like_rows(out, len(hashes), feats)
+        _put(out, feats, range(len(new)), [where[h] for h in new])
+    if out is None:
+        raise ValueError("by_content: no covers")
+    return out, len(missing)
+
+
+def _empty_like_rows(out: torch.Tensor | None, n: int, like: torch.Tensor) -> torch.Tensor:
+    """`out`, or an empty (n, F) tensor with `like`'s row shape and dtype."""
+    return torch.empty((n, *like.shape[1:]), dtype=like.dtype) if out is None else out
+
+
+def _put(out: torch.Tensor, feats: torch.Tensor, src, dst: list[list[int]]) -> None:
+    """out[d] = feats[s] for each s in src and each row d of its list in dst, a few thousand
+    rows at a time (one gather of every row would be another full-size copy)."""
+    pairs = [(s, d) for s, ds in zip(src, dst) for d in ds]
+    for i in range(0, len(pairs), 4096):
+        s, d = zip(*pairs[i:i + 4096])
+        out[torch.tensor(d)] = feats[torch.tensor(s)]

@@ -30,7 +30,8 @@ from coverpop.core.lock import exclusive
 
 PIXELS, INDEX = "pixels.u8", "index.txt"
 BATCH = 512                 # records written (and fsynced) at a time: a kill loses at most these
-DROP_BYTES = 256 * 2**20    # mapped pages read before they are dropped from this process
+DROP_BYTES = 64 * 2**20     # mapped pages read before they are dropped from this process
+                            # (they count in its RSS; a 128 px batch is 6 MB)
 
 
 def _read_index(folder: Path) -> list[str]:

@@ -76,6 +76,50 @@ def _scale(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return mu, np.where(sd > 1e-12, sd, 1.0)  # a constant column gets weight 0, not NaN
 
 
+CHUNK_BYTES = 4 * 2**20   # the helpers below work a few MB of float64 rows at a time
+
+
+def _chunk(x: np.ndarray) -> int:
+    """Rows per chunk of x (float64 bytes per row: the temporaries' size)."""
+    return max(1, CHUNK_BYTES // (8 * max(1, int(np.prod(x.shape[1:])))))
+
+
+def _rows64(x: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
+    """x[rows] (all rows when None) as a new float64 array. float32 rows are widened a chunk at
+    a time, so no full-size float32 copy sits next to the float64 one (f32 -> f64 is exact);
+    float64 is copied as before (x[rows] keeps x's layout, and with it the summation order)."""
+    if x.dtype == np.float64:
+        return x.copy() if rows is None else x[rows]
+    n, c = len(x) if rows is None else len(rows), _chunk(x)
+    out = np.empty((n, *x.shape[1:]), np.float64)
+    for i in range(0, n, c):
+        out[i:i + c] = x[i:i + c] if rows is None else x[rows[i:i + c]]
+    return out
+
+
+def _standardize(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Centre and scale float64 `x` in place; returns _scale(x) as it was. The same bits as
+    `(x - mu) / sd` with `x.std(0)`, without std's full-size temporary: for C-ordered x numpy
+    sums axis 0 row after row, and so does the chunked sum of squares here (checked in
+    tests/test_probe.py). Other layouts sum pairwise: they take _scale's way."""
+    if not x.flags.c_contiguous:
+        mu, sd = _scale(x)
+        x -= mu
+        x /= sd
+        return mu, sd
+    mu = x.mean(0)
+    x -= mu
+    sq, c = np.zeros(x.shape[1:]), _chunk(x)
+    for i in range(0, len(x), c):
+        part = x[i:i + c] * x[i:i + c]
+        # the running sum rides along as the first row: the same additions in the same order
+        sq = part.sum(0) if i == 0 else np.add.reduce(np.vstack([sq[None], part]), 0)
+    sd = np.sqrt(sq / len(x))
+    sd = np.where(sd > 1e-12, sd, 1.0)  # a constant column gets weight 0, not NaN
+    x /= sd
+    return mu, sd
+
+
 class _Solver:
     """Ridge on one training set, solved for every penalty at once.
 
@@ -86,20 +130,23 @@ class _Solver:
     """
 
     def __init__(self, x, y, fixed=None, alpha_f=None):
-        """`x` is this solver's own copy: it is standardised in place (at 50k covers × 1,280
-        features each float64 copy is half a gigabyte)."""
-        self.mu, self.sd = _scale(x)
+        """`x` is this solver's own float64 copy: it is standardised in place (at 50k covers ×
+        1,280 features each float64 copy is half a gigabyte, so no step makes another)."""
+        self.mu, self.sd = _standardize(x)
         self.y_mean = float(y.mean())
-        x -= self.mu
-        x /= self.sd
         z, yc = x, y - self.y_mean
-        self.z, self.yc, self.f = z, yc, None
+        self.yc, self.f = yc, None
+        self.z = None   # kept only where coefs() needs it (the fixed block): half a GB
         if fixed is not None:
+            self.z = z
             self.f_mu, self.f_sd = _scale(fixed)
             f = (fixed - self.f_mu) / self.f_sd
             uf, sf, vft = np.linalg.svd(f, full_matrices=False)
             d = 1 - np.sqrt(alpha_f / (sf ** 2 + alpha_f))
-            z = z - uf @ (d[:, None] * (uf.T @ z))   # a new array: self.z stays unrotated
+            # z − uf·(…) as one new array (self.z stays unrotated), not a product and a difference
+            rot = uf @ (d[:, None] * (uf.T @ z))
+            z = np.subtract(z, rot, out=rot)
+            del rot
             yc_r = yc - uf @ (d * (uf.T @ yc))
             self.f, self.uf, self.vf = f, uf, vft.T
             self.gf = sf / (sf ** 2 + alpha_f)
@@ -107,7 +154,9 @@ class _Solver:
             yc_r = yc
         # A constant column (all zero once standardised) gets weight 0 whatever the penalty:
         # left out of the eigendecomposition (the blank-input baseline's are all constant).
-        self.p, self.keep = z.shape[1], np.flatnonzero(np.abs(z).max(0, initial=0) > 0)
+        # max and min instead of abs().max(): no full-size temporary.
+        nonzero = (z.max(0, initial=0) > 0) | (z.min(0, initial=0) < 0)
+        self.p, self.keep = z.shape[1], np.flatnonzero(nonzero)
         z = z[:, self.keep] if len(self.keep) < self.p else z
         # One eigendecomposition of the smaller Gram matrix (several times faster than an SVD):
         # w(α) = B·diag(1/(λ + α))·c, in dual form (ZᵀU, Uᵀy) when rows are fewer than columns.
@@ -136,48 +185,72 @@ class _Solver:
 
     def predict(self, x, alphas, fixed=None) -> np.ndarray:
         w, b = self.coefs(alphas)
-        out = self.y_mean + ((x - self.mu) / self.sd) @ w
+        z = np.subtract(x, self.mu, dtype=np.float64)   # one temporary, scaled in place
+        z /= self.sd
+        out = self.y_mean + z @ w
         if b is not None:
             out = out + ((fixed - self.f_mu) / self.f_sd) @ b
         return out
 
 
 def ridge_cv(x, y, *, fixed=None, alpha_fixed: float | None = None, folds: int = FOLDS,
-             seed: int = 0, alphas=ALPHAS, groups=None) -> RidgeFit:
+             seed: int = 0, alphas=ALPHAS, groups=None, rows=None) -> RidgeFit:
     """Ridge of y on x, the penalty chosen by `folds`-fold CV (held-out squared error) on these
     rows only: pass the train split and nothing else. `fixed`: more columns, penalised by
     `alpha_fixed` (not searched). `groups`: the inner folds keep each group whole (an album
-    never both fits and scores a penalty)."""
+    never both fits and scores a penalty). `rows`: fit on x[rows] (y, fixed and groups are
+    those rows') without copying them first: the same fit as ridge_cv(x[rows], ...)."""
+    if rows is not None:
+        x = np.asarray(x)
+        if x.dtype == np.float32 and x.flags.c_contiguous:   # each solve takes its own rows
+            return _checked_fit(x, y, fixed, alpha_fixed, folds, seed, alphas, groups, False,
+                                 np.asarray(rows))
+        x = x[rows]   # float64 (or to convert): as without rows
     given = x
-    x = np.asarray(x, np.float64)
-    owned = x is not given   # a conversion made x: the last solve may standardise it in place
+    x = np.asarray(x)
+    if not (x.dtype == np.float32 and x.flags.c_contiguous):
+        x = np.asarray(x, np.float64)   # float32 stays: each solve widens its rows (_rows64)
+    # a conversion made x (a new array, not a view of the caller's tensor or frame): the last
+    # solve may standardise it in place
+    owned = x is not given and x.flags.owndata
+    return _checked_fit(x, y, fixed, alpha_fixed, folds, seed, alphas, groups, owned, None)
+
+
+def _checked_fit(x, y, fixed, alpha_fixed, folds, seed, alphas, groups, owned, rows):
+    n = len(x) if rows is None else len(rows)
     y = np.asarray(y, np.float64)
     fixed = None if fixed is None else np.asarray(fixed, np.float64)
     if fixed is not None and alpha_fixed is None:
         raise ValueError("fixed columns need alpha_fixed")
-    if len(x) < 2 * folds:
-        raise CoverpopError(f"ridge probe: {len(x)} train rows are too few for {folds}-fold "
+    if n < 2 * folds:
+        raise CoverpopError(f"ridge probe: {n} train rows are too few for {folds}-fold "
                             f"cross-validation")
     # One BLAS thread: these mid-sized eigendecompositions gain little from more, and lose 10×
     # when the cores are shared (OpenBLAS threads spin against each other).
     with threadpool_limits(1, user_api="blas"):
         return _ridge_cv(x, y, fixed, alpha_fixed, folds, seed, np.asarray(alphas, np.float64),
-                         groups, owned)
+                         groups, owned, rows)
 
 
-def _ridge_cv(x, y, fixed, alpha_fixed, folds, seed, alphas, groups=None, owned=False
-              ) -> RidgeFit:
+def _ridge_cv(x, y, fixed, alpha_fixed, folds, seed, alphas, groups=None, owned=False,
+              rows=None) -> RidgeFit:
+    """`rows`: x's rows to fit on (float32 x only; None: all)."""
+    at = (lambda r: r) if rows is None else (lambda r: rows[r])   # fold rows -> rows of x
+    n = len(x) if rows is None else len(rows)
     sq_err = np.zeros(len(alphas))
     splitter = (KFold(folds, shuffle=True, random_state=seed) if groups is None
                 else GroupKFold(folds, shuffle=True, random_state=seed))
-    for fit_rows, held in splitter.split(x, groups=groups):
-        part = _Solver(x[fit_rows], y[fit_rows], None if fixed is None else fixed[fit_rows],
-                       alpha_fixed)
-        pred = part.predict(x[held], alphas, None if fixed is None else fixed[held])
+    for fit_rows, held in splitter.split(np.zeros((n, 1)), groups=groups):
+        part = _Solver(_rows64(x, at(fit_rows)), y[fit_rows],
+                       None if fixed is None else fixed[fit_rows], alpha_fixed)
+        pred = part.predict(x[at(held)], alphas, None if fixed is None else fixed[held])
         sq_err += ((pred - y[held, None]) ** 2).sum(0)
-    cv_mse = sq_err / len(x)
+        del part, pred   # before the next fold's copy is made, not after
+    cv_mse = sq_err / n
     best = float(alphas[int(np.argmin(cv_mse))])
-    full = _Solver(x if owned else x.copy(), y, fixed, alpha_fixed)   # the caller's x unchanged
+    # the caller's x unchanged: a float64 x of its own is standardised in place
+    full = _Solver(x if owned and x.dtype == np.float64 and rows is None else _rows64(x, rows),
+                   y, fixed, alpha_fixed)
     w, b = full.coefs(best)
     coef = w[:, 0] / full.sd
     intercept = full.y_mean - float(full.mu @ coef)
@@ -264,7 +337,8 @@ def fit_probe(cfg: TrainConfig, data: CoverTensors, weights: Weights, mean, std,
     model, feats = frozen_features(cfg, data, weights, mean, std)
     y = data.popularity.double().numpy() / TARGET_SCALE
     tr, va = data.train_idx.numpy(), data.val_idx.numpy()
-    ridge = ridge_cv(feats[tr].numpy(), y[tr], seed=cfg.seed)   # float64 copy of train rows only
+    # the train rows read in place, widened a fold at a time: no copy of them beside the fits
+    ridge = ridge_cv(feats.numpy(), y[tr], seed=cfg.seed, rows=tr)
     with torch.no_grad():
         model.head.weight.copy_(torch.from_numpy(ridge.coef).float()[None])
         model.head.bias.fill_(ridge.intercept)
