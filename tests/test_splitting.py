@@ -46,13 +46,13 @@ def test_fast_group_folds_are_sklearns_folds_bit_for_bit(trial):
     row per group (album after dedupe) and several (artist), 2 to 11 folds, up to 6 bins."""
     from sklearn.model_selection import StratifiedGroupKFold
 
-    from coverpop.split.splitting import _StratifiedGroupKFold
+    from coverpop.split.splitting import FastStratifiedGroupKFold
 
     rng = np.random.default_rng(trial)
     n, k, n_bins = int(rng.integers(50, 500)), int(rng.integers(2, 12)), int(rng.integers(2, 7))
     y = np.r_[np.repeat(np.arange(n_bins), k), rng.integers(0, n_bins, n)]
     groups = np.arange(len(y)) if trial % 2 else rng.integers(0, len(y) // 3, len(y))
     for seed in (0, 7):
-        ours = _StratifiedGroupKFold(k, shuffle=True, random_state=seed).split(y, y, groups)
+        ours = FastStratifiedGroupKFold(k, shuffle=True, random_state=seed).split(y, y, groups)
         theirs = StratifiedGroupKFold(k, shuffle=True, random_state=seed).split(y, y, groups)
         assert [t.tolist() for _, t in ours] == [t.tolist() for _, t in theirs]

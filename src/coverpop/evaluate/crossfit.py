@@ -29,12 +29,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 from scipy.stats import rankdata
-from sklearn.model_selection import StratifiedGroupKFold
 from threadpoolctl import threadpool_limits
 
 from coverpop.core.errors import CoverpopError
 from coverpop.evaluate.metadata import metadata_columns, metadata_design
-from coverpop.split.splitting import split_groups
+from coverpop.split.splitting import FastStratifiedGroupKFold, split_groups
 from coverpop.tracks.selection import popularity_bins
 from coverpop.train.probe import ridge_cv
 
@@ -55,7 +54,9 @@ def split_folds(rows: pd.DataFrame, k: int, group_by: str = "album", seed: int =
     if len(np.unique(groups)) < k:
         raise CoverpopError(f"evaluate.cv_folds={k}: only {len(np.unique(groups))} "
                             f"{group_by} groups to spread over {k} folds")
-    folds = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
+    # scikit-learn's folds bit for bit, its per-group fold search vectorised (0.5 ms a group
+    # in sklearn: half a minute at 70,000 kept covers)
+    folds = FastStratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
     out = np.empty(len(rows), dtype=np.int64)
     for f, (_, held) in enumerate(folds.split(np.zeros(len(rows)),
                                               popularity_bins(rows["popularity"], 5), groups)):

@@ -12,7 +12,7 @@ from coverpop.core.errors import CoverpopError
 from coverpop.tracks.selection import popularity_bins
 
 
-class _StratifiedGroupKFold(StratifiedGroupKFold):
+class FastStratifiedGroupKFold(StratifiedGroupKFold):
     """scikit-learn's StratifiedGroupKFold, the same folds bit for bit, with the search for each
     group's fold done for all folds at once: sklearn tries them one by one in Python (about
     0.5 ms a group: minutes at 300,000 covers). tests/test_splitting.py compares the two."""
@@ -35,7 +35,7 @@ class _StratifiedGroupKFold(StratifiedGroupKFold):
 def _carve(y: np.ndarray, groups: np.ndarray, frac: float, seed: int) -> np.ndarray:
     """Boolean mask of about `frac` of rows, whole groups only, each popularity bin in proportion."""
     k = max(2, round(1 / frac))
-    folds = _StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
+    folds = FastStratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
     with warnings.catch_warnings():   # said once, in our words, by split()
         warnings.filterwarnings("ignore", message="The least populated class",
                                 category=UserWarning)
