@@ -35,7 +35,7 @@ from coverpop.core.errors import CoverpopError
 from coverpop.evaluate.metadata import metadata_columns, metadata_design
 from coverpop.split.splitting import FastStratifiedGroupKFold, split_groups
 from coverpop.tracks.selection import popularity_bins
-from coverpop.train.probe import ridge_cv
+from coverpop.train.probe import ridge_cv, ridge_cv_pair
 
 KEPT = ("train", "val", "test")
 # The analyze stage's per-cover features (data/features.csv) that enter the ridge: numbers as
@@ -140,13 +140,15 @@ def crossfit(rows: pd.DataFrame, fold: np.ndarray, learned: np.ndarray | None = 
             side, side_alpha = (i_tr, i_te), fit.alpha
         if learned is not None:
             # rows=tr: the fits read the training folds' rows of `learned` in place (a copy of
-            # them is 300 MB at 70k covers, one per fold running at once)
+            # them is 300 MB at 70k covers, one per fold running at once); with a side block
+            # both models come from one pass over them (probe.ridge_cv_pair)
             x_te = learned[te]
             if side is not None:
-                fit = ridge_cv(learned, y[tr], fixed=side[0], alpha_fixed=side_alpha, seed=seed,
-                               groups=inner, rows=tr)
-                fits.append(("with_cover", fit.predict(x_te, side[1]), fit.alpha))
-            fit = ridge_cv(learned, y[tr], seed=seed, groups=inner, rows=tr)
+                fused, fit = ridge_cv_pair(learned, y[tr], side[0], side_alpha, seed=seed,
+                                           groups=inner, rows=tr)
+                fits.append(("with_cover", fused.predict(x_te, side[1]), fused.alpha))
+            else:
+                fit = ridge_cv(learned, y[tr], seed=seed, groups=inner, rows=tr)
             fits.append(("covers_only", fit.predict(x_te), fit.alpha))
         return te, fits
 
