@@ -10,21 +10,25 @@ metrics file holds only the two numbers `dvc exp show` needs (best val MAE, blan
 
 import _env  # noqa: F401  (first: a one-line error when the environment is not active)
 
-from dvclive import Live
-
-from coverpop.core.atomic import write_json
 from coverpop.core.errors import run_stage
 from coverpop.core.params import load_params, stage_paths
-from coverpop.train import distributed as dist
-from coverpop.train.checkpoint import save_checkpoint
-from coverpop.train.data import load_split
-from coverpop.train.loop import TrainConfig, run
-from coverpop.train.probe import run_probe
 
 
 def main() -> None:
     args = stage_paths("split", "store", "model_out", "live_dir", "metrics_out")
-    cfg = TrainConfig.from_params(load_params())
+    params = load_params()
+    # torch, timm and dvclive load after the params are checked: a bad `-S` answers in a
+    # second, not after the 6 s those imports take
+    from dvclive import Live
+
+    from coverpop.core.atomic import write_json
+    from coverpop.train import distributed as dist
+    from coverpop.train.checkpoint import save_checkpoint
+    from coverpop.train.data import load_split
+    from coverpop.train.loop import TrainConfig, run
+    from coverpop.train.probe import run_probe
+
+    cfg = TrainConfig.from_params(params)
     dist.setup()
     try:
         cfg.progress = dist.is_main()

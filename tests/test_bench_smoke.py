@@ -5,9 +5,10 @@ import ast
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
-from conftest import ROOT, env
+from conftest import ROOT, built_once, env
 
 pytestmark = pytest.mark.slow   # every bench starts its own processes: seconds each
 
@@ -60,9 +61,17 @@ def test_benches_use_public_functions_only(script):
     assert private_uses(script.read_text()) == []
 
 
-@pytest.fixture(scope="module")
-def real_covers_work(tmp_path_factory):
-    return tmp_path_factory.mktemp("bench-real-covers")
+@pytest.fixture(scope="session")
+def real_covers_work():
+    """bench_real_covers' tiny workspace, built by its own smoke run once per session for every
+    pytest-xdist worker (35 CPU s: the benches that read it ran on either worker and built it
+    twice); each SHARED_WORK smoke then resumes it."""
+    def build(folder: Path) -> None:
+        (folder / "run").mkdir()
+        run_smoke(ROOT / "bench" / "bench_real_covers.py", folder / "run", "--work",
+                  str(folder / "work"))
+
+    return built_once("bench-real-covers", build) / "work"
 
 
 def run_smoke(script, tmp_path, *args: str, **extra_env: str) -> subprocess.CompletedProcess:
@@ -93,10 +102,15 @@ def test_every_bench_has_a_smoke_test():
                                     else p for p in BENCHES if p.name not in OWN_TEST],
                          ids=lambda p: p.name)
 def test_every_bench_runs_in_its_smoke_mode(script, tmp_path, request):
-    args, extra = [], {}
+    extra = {}
     if script.name in SHARED_WORK:
-        args = ["--work", str(request.getfixturevalue("real_covers_work"))]
+        from coverpop.core.lock import exclusive
+
+        work = request.getfixturevalue("real_covers_work")
+        with exclusive(work.parent / "runs", "a bench reading the shared workspace", wait=True):
+            run_smoke(script, tmp_path, "--work", str(work))   # one at a time: they write its cache
+        return
     if script.name == "team_remote.py":   # the real S3 server of the S3 tests (CI's, or started)
         server = request.getfixturevalue("s3_server")
         extra = dict(COVERPOP_S3_ENDPOINT=server.endpoint, **server.credentials_env())
-    run_smoke(script, tmp_path, *args, **extra)
+    run_smoke(script, tmp_path, **extra)

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 from threadpoolctl import threadpool_limits
 
+from coverpop.core.errors import CoverpopError
 from coverpop.train import gram, probe
 from coverpop.train.probe import ALPHAS, ridge_cv, ridge_cv_pair
 
@@ -96,14 +97,24 @@ def test_no_float64_copy_of_the_rows(monkeypatch):
     assert peak < 0.25 * x.size * 8, peak
 
 
-def test_string_groups_give_scikit_learns_folds_as_integer_codes():
-    """The inner CV's folds are GroupKFold's on the album ids, whatever their type (it runs on
-    integer codes: on strings its np.isin grew quadratically, 40 s a fit at 56,000 albums)."""
-    from sklearn.model_selection import GroupKFold
+@pytest.mark.parametrize("n,seed", [(3000, 4), (1003, 0), (12, 7)])
+def test_the_cv_folds_are_scikit_learns(n, seed):
+    """The inner CV's folds are KFold(shuffle=True)'s, and with groups GroupKFold(shuffle=True)'s,
+    to the index, whatever the groups' type (computed here on integer codes: sklearn's np.isin on
+    album-id strings grew quadratically, 40 s a fit at 56,000 albums)."""
+    from sklearn.model_selection import GroupKFold, KFold
 
-    rng = np.random.default_rng(6)
-    albums = np.array([f"album{i:07d}" for i in rng.integers(0, 10**6, 3000)], dtype=object)
-    want = [held for _, held in GroupKFold(5, shuffle=True, random_state=4)
-            .split(np.zeros((len(albums), 1)), groups=albums)]
-    got = probe._cv_blocks(len(albums), 5, 4, albums)
-    assert len(got) == 5 and all(np.array_equal(a, b) for a, b in zip(got, want))
+    rng = np.random.default_rng(seed)
+    albums = np.array([f"album{i:07d}" for i in rng.integers(0, max(6, n // 2), n)],
+                      dtype=object)
+    x = np.zeros((n, 1))
+    for groups, cv in ((None, KFold(5, shuffle=True, random_state=seed)),
+                       (albums, GroupKFold(5, shuffle=True, random_state=seed)),
+                       (rng.integers(0, 40, n), GroupKFold(5, shuffle=True, random_state=seed))):
+        want = list(cv.split(x, groups=groups))
+        got = list(probe._cv_split(n, 5, seed, groups))
+        assert len(got) == 5
+        for (a_fit, a_held), (b_fit, b_held) in zip(got, want):
+            assert np.array_equal(a_fit, b_fit) and np.array_equal(a_held, b_held)
+    with pytest.raises(CoverpopError, match="3 groups are too few for 5-fold"):
+        list(probe._cv_split(9, 5, 0, np.array(list("abcabcabc"))))

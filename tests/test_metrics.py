@@ -43,3 +43,24 @@ def test_gain_ci_in_blocks_equals_one_resample_at_a_time(name):
         got = gain_ci(y, model, b, name, n_boot=300, seed=1)
         # equal up to float summation order, which can flip the 4th decimal of the rounding
         assert (got["ci_low"], got["ci_high"]) == pytest.approx((lo, hi), abs=5.1e-5)
+
+
+def test_ranks_and_correlations_are_scipys():
+    """rank_rows is scipy.stats.rankdata (average ties, last axis) to the bit, and the
+    correlations agree with scipy's, ties and constant rows included (scipy is not imported by
+    the stages: a second each)."""
+    from scipy.stats import pearsonr, rankdata, spearmanr
+
+    from coverpop.core.metrics import rank_rows, row_scores, score
+
+    rng = np.random.default_rng(9)
+    for a in (rng.integers(0, 6, (7, 50)).astype(float), rng.normal(size=(3, 400)),
+              np.array([[2.0, 2.0, 2.0]]), rng.integers(0, 3, 9).astype(float), np.array([4.0])):
+        assert np.array_equal(rank_rows(a), rankdata(a, axis=-1))
+    y, p = rng.integers(0, 100, (20, 60)).astype(float), rng.integers(0, 9, (20, 60)).astype(float)
+    p[3] = 5.0
+    for name, ref in (("spearman", spearmanr), ("pearson", pearsonr)):
+        got = row_scores(y, p, name)
+        want = [0.0 if np.ptp(p[i]) == 0 else ref(y[i], p[i]).statistic for i in range(len(y))]
+        assert np.allclose(got, want, rtol=1e-12, atol=1e-15) and got[3] == 0
+        assert score(y[0], p[0], name) == pytest.approx(want[0], rel=1e-12)

@@ -28,10 +28,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-from scipy.stats import rankdata
 from threadpoolctl import threadpool_limits
 
 from coverpop.core.errors import CoverpopError
+from coverpop.core.metrics import row_scores
 from coverpop.evaluate.metadata import metadata_columns, metadata_design
 from coverpop.split.splitting import FastStratifiedGroupKFold, split_groups
 from coverpop.tracks.selection import popularity_bins
@@ -199,22 +199,11 @@ def bootstrap_draws(groups: np.ndarray, n_boot: int, seed: int, chunk: int = 50)
         yield out
 
 
-def _spearman_rows(y: np.ndarray, p: np.ndarray) -> np.ndarray:
-    """Spearman of each row pair of (B, n) arrays (average ranks for ties)."""
-    ry, rp = rankdata(y, axis=1), rankdata(p, axis=1)
-    ry -= ry.mean(1, keepdims=True)
-    rp -= rp.mean(1, keepdims=True)
-    den = np.sqrt((ry ** 2).sum(1) * (rp ** 2).sum(1))
-    return np.where(den > 0, (ry * rp).sum(1) / np.where(den > 0, den, 1), 0.0)
-
-
 def _scores(y: np.ndarray, p: np.ndarray, metric: str) -> np.ndarray:
-    """`metric` per row of (B, n) arrays."""
-    if metric == "spearman":
-        return _spearman_rows(y, p)
-    if metric == "mae":
-        return np.abs(y - p).mean(1)
-    raise ValueError(metric)
+    """`metric` (spearman, mae) per row of (B, n) arrays."""
+    if metric not in ("spearman", "mae"):
+        raise ValueError(metric)
+    return row_scores(y, p, metric)
 
 
 def _ci(value: float, draws: np.ndarray) -> dict:

@@ -24,7 +24,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from sklearn.model_selection import GroupKFold, KFold
 from threadpoolctl import threadpool_limits
 
 from coverpop.core.errors import CoverpopError
@@ -255,18 +254,32 @@ def ridge_cv_pair(x, y, fixed, alpha_fixed: float, *, folds: int = FOLDS, seed: 
                 _gram_fit([g.take(cols) for g in grams], shift[:p], p, alphas, None))
 
 
-def _splitter(folds, seed, groups):
-    return (KFold(folds, shuffle=True, random_state=seed) if groups is None
-            else GroupKFold(folds, shuffle=True, random_state=seed))
-
-
 def _cv_split(n, folds, seed, groups):
-    """(fit rows, held-out rows) of each CV fold. Groups enter as integer codes: the same folds
-    (GroupKFold shuffles the sorted distinct groups), but its np.isin on album-id strings took
-    40 s a split at 56,000 groups, on codes 10 ms."""
-    if groups is not None:
-        groups = np.unique(np.asarray(groups), return_inverse=True)[1]
-    return _splitter(folds, seed, groups).split(np.zeros((n, 1)), groups=groups)
+    """(fit rows, held-out rows) of each CV fold: scikit-learn's KFold(shuffle=True) folds, or
+    with groups its GroupKFold(shuffle=True) folds (the sorted distinct groups permuted, then cut
+    into `folds` runs), to the index (tests/test_gram.py compares them). Here, not sklearn's:
+    its np.isin on album-id strings took 40 s a split at 56,000 albums, and importing
+    sklearn.model_selection cost every train stage a second."""
+    rng = np.random.RandomState(seed)
+    if groups is None:
+        order = np.arange(n)
+        rng.shuffle(order)
+        sizes = np.full(folds, n // folds)
+        sizes[:n % folds] += 1
+        fold_of = np.empty(n, np.int64)
+        fold_of[order] = np.repeat(np.arange(folds), sizes)
+    else:
+        _, codes = np.unique(np.asarray(groups), return_inverse=True)
+        n_groups = int(codes.max()) + 1 if n else 0
+        if n_groups < folds:
+            raise CoverpopError(f"ridge probe: {n_groups} groups are too few for {folds}-fold "
+                                f"cross-validation")
+        fold_of_group = np.empty(n_groups, np.int64)
+        for f, part in enumerate(np.array_split(rng.permutation(n_groups), folds)):
+            fold_of_group[part] = f
+        fold_of = fold_of_group[codes.ravel()]
+    for f in range(folds):
+        yield np.flatnonzero(fold_of != f), np.flatnonzero(fold_of == f)
 
 
 def _cv_blocks(n, folds, seed, groups) -> list[np.ndarray]:
