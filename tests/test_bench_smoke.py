@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 from conftest import ROOT, built_once, env
 
+from coverpop.core.lock import exclusive
+
 pytestmark = pytest.mark.slow   # every bench starts its own processes: seconds each
 
 BENCHES = sorted((ROOT / "bench").glob("*.py"))
@@ -104,8 +106,6 @@ def test_every_bench_has_a_smoke_test():
 def test_every_bench_runs_in_its_smoke_mode(script, tmp_path, request):
     extra = {}
     if script.name in SHARED_WORK:
-        from coverpop.core.lock import exclusive
-
         work = request.getfixturevalue("real_covers_work")
         with exclusive(work.parent / "runs", "a bench reading the shared workspace", wait=True):
             run_smoke(script, tmp_path, "--work", str(work))   # one at a time: they write its cache

@@ -199,13 +199,6 @@ def bootstrap_draws(groups: np.ndarray, n_boot: int, seed: int, chunk: int = 50)
         yield out
 
 
-def _scores(y: np.ndarray, p: np.ndarray, metric: str) -> np.ndarray:
-    """`metric` (spearman, mae) per row of (B, n) arrays."""
-    if metric not in ("spearman", "mae"):
-        raise ValueError(metric)
-    return row_scores(y, p, metric)
-
-
 def _ci(value: float, draws: np.ndarray) -> dict:
     lo, hi = np.percentile(draws, [2.5, 97.5])
     return {"value": round(float(value), 4) + 0.0, "ci_low": round(float(lo), 4) + 0.0,
@@ -227,13 +220,13 @@ def summarize(oof: OutOfFold, n_boot: int = 1000, seed: int = 0) -> dict:
         yb = y[draws]
         for name, p in oof.predictions.items():
             for m in metrics:
-                boot[name][m].append(_scores(yb, p[draws], m))
+                boot[name][m].append(row_scores(yb, p[draws], m))
     boot = {name: {m: np.concatenate(v) for m, v in d.items()} for name, d in boot.items()}
     report: dict = {"covers": len(y), "folds": int(len(np.unique(oof.fold))),
                     "bootstrap": n_boot, "models": {}, "gains": {}}
     for name, p in oof.predictions.items():
         report["models"][name] = {
-            m: _ci(_scores(y[None], p[None], m)[0], boot[name][m]) for m in metrics}
+            m: _ci(row_scores(y[None], p[None], m)[0], boot[name][m]) for m in metrics}
         report["models"][name]["alphas"] = [round(a, 6) for a in oof.alphas.get(name, [])]
     for gain, better, before in STEPS:
         if better in boot and before in boot:

@@ -157,9 +157,7 @@ def fit_cv(grams: list[Gram], shift: np.ndarray, p: int, alphas: np.ndarray,
            alpha_fixed: float | None = None):
     """Penalty by CV over the blocks (each held out once), then the fit on all of them.
     Returns (coef on x, intercept on x, best penalty, held-out MSE per penalty)."""
-    total = grams[0]
-    for g in grams[1:]:
-        total = total + g
+    total = sum(grams[1:], grams[0])
     sq_err = np.zeros(len(alphas))
     for held in grams:
         coef, intercept = GramSolver(total - held, p, alpha_fixed).coefs(alphas)

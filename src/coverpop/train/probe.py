@@ -229,8 +229,7 @@ def _checked_fit(x, y, fixed, alpha_fixed, folds, seed, alphas, groups, owned, r
     # when the cores are shared (OpenBLAS threads spin against each other).
     with threadpool_limits(1, user_api="blas"):
         if n > x.shape[1]:   # more rows than columns: from block statistics (gram.py)
-            grams, shift = gram.block_grams(x, y, _cv_blocks(n, folds, seed, groups),
-                                            fixed=fixed, rows=rows)
+            grams, shift = _cv_grams(x, y, fixed, folds, seed, groups, rows)
             return _gram_fit(grams, shift, x.shape[1], alphas, alpha_fixed)
         return _ridge_cv(x, y, fixed, alpha_fixed, folds, seed, alphas, groups, owned, rows)
 
@@ -246,9 +245,8 @@ def ridge_cv_pair(x, y, fixed, alpha_fixed: float, *, folds: int = FOLDS, seed: 
         return ridge_cv(x, y, fixed=fixed, alpha_fixed=alpha_fixed, **kw), ridge_cv(x, y, **kw)
     alphas, p = np.asarray(alphas, np.float64), x.shape[1]
     with threadpool_limits(1, user_api="blas"):
-        grams, shift = gram.block_grams(np.asarray(x), np.asarray(y, np.float64),
-                                        _cv_blocks(n, folds, seed, groups),
-                                        fixed=np.asarray(fixed, np.float64), rows=rows)
+        grams, shift = _cv_grams(np.asarray(x), np.asarray(y, np.float64),
+                                 np.asarray(fixed, np.float64), folds, seed, groups, rows)
         cols = np.arange(p)
         return (_gram_fit(grams, shift, p, alphas, alpha_fixed),
                 _gram_fit([g.take(cols) for g in grams], shift[:p], p, alphas, None))
@@ -285,6 +283,12 @@ def _cv_split(n, folds, seed, groups):
 def _cv_blocks(n, folds, seed, groups) -> list[np.ndarray]:
     """The held-out rows of each CV fold (they partition range(n))."""
     return [held for _, held in _cv_split(n, folds, seed, groups)]
+
+
+def _cv_grams(x, y, fixed, folds, seed, groups, rows):
+    """The Gram statistics of each CV fold's held-out rows (gram.block_grams), and their shift."""
+    n = len(y)
+    return gram.block_grams(x, y, _cv_blocks(n, folds, seed, groups), fixed=fixed, rows=rows)
 
 
 def _gram_fit(grams, shift, p, alphas, alpha_fixed) -> RidgeFit:
