@@ -11,6 +11,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -199,24 +200,46 @@ def built_repo(built_pristine, tmp_path_factory) -> Path:
     return copy_built(built_pristine, tmp_path_factory.mktemp("built") / "repo")
 
 
-# The one experiment the session runs on the built demo: test_pipeline (`dvc exp show` with
-# another model), test_plots_page (`dvc plots diff` of two runs whose curves differ in length),
-# test_team_workflow (the author shares it; the run-cache holds it).
-EXPERIMENT = {"name": "other-model", "model": "mobilenetv3_small_050", "train.epochs": 1}
-EXPERIMENT_SET = [a for k, v in EXPERIMENT.items() if k != "name" for a in ("-S", f"{k}={v}")]
+# The one grid the session queues on the built demo, as the README tells a user to run a sweep
+# (`dvc exp run --queue -S model=a,b`, `dvc queue start`). Its first point is the commit's own
+# config (restored from the run-cache, not trained again), its second EXPERIMENT, another model.
+# Read by test_sweep (both ran through the queue), test_pipeline (`dvc exp show` with another
+# model), test_plots_page (`dvc plots diff` of two runs), test_team_workflow (the author shares
+# EXPERIMENT: the run-cache holds it). DVC names a named grid's points NAME-1, NAME-2, in order.
+SWEEP = {"name": "sweep", "model": [TINY_PARAMS["model"], "mobilenetv3_small_050"]}
+SWEEP_SET = ["-S", f"model={','.join(SWEEP['model'])}"]
+EXPERIMENT = {"name": f"{SWEEP['name']}-2", "model": SWEEP["model"][1]}
+EXPERIMENT_SET = ["-S", f"model={EXPERIMENT['model']}"]
+
+
+def wait_for_queue(repo: Path, timeout: float = 600) -> str:
+    """`dvc queue status` once nothing is queued or running (what a user watches for)."""
+    deadline = time.time() + timeout
+    while True:
+        status = run(["dvc", "queue", "status"], repo).stdout
+        if "Queued" not in status and "Running" not in status:
+            return status
+        if time.time() > deadline:
+            run(["dvc", "queue", "stop", "--kill"], repo, check=False)
+            raise AssertionError(f"the queue did not finish in {timeout:.0f} s:\n{status}")
+        time.sleep(5)   # each look is a dvc start (~1 CPU s, taken from the queued runs)
 
 
 @pytest.fixture(scope="session")
 def built_with_experiment(built_pristine) -> Path:
-    """A copy of the built tiny demo, committed on `main`, after one `dvc exp run` that changes
-    the model and trains one epoch (EXPERIMENT), the workspace put back to `main`: built once
-    per session, never changed; tests that change it take a copy (copy_built)."""
+    """A copy of the built tiny demo, committed on `main`, after the session's queued grid
+    (SWEEP: the commit's model and another) ran through `dvc queue start`; the workspace is still
+    `main`'s. Built once per session, never changed; tests that change it take a copy."""
     def build(root: Path) -> None:
         repo = copy_built(built_pristine, root / "repo")
         run("git add -A && git -c user.name=t -c user.email=t@t commit -qm built", repo)
-        run(["dvc", "exp", "run", "-n", EXPERIMENT["name"], *EXPERIMENT_SET], repo)
-        run(["git", "checkout", "--", "."], repo)   # the experiment's params and metrics out ...
-        run(["dvc", "checkout", "-q"], repo)        # ... and main's cached outputs back in
+        run(["dvc", "exp", "run", "--queue", "-n", SWEEP["name"], *SWEEP_SET], repo)
+        queued = run(["dvc", "queue", "status"], repo).stdout
+        assert queued.count("Queued") == len(SWEEP["model"]), queued
+        # returns once its worker is done (the worker holds our output pipes until it exits)
+        run(["dvc", "queue", "start", "--jobs", "1"], repo)
+        status = wait_for_queue(repo)
+        assert "Failed" not in status and status.count("Success") == len(SWEEP["model"]), status
 
     return built_once("experimented", build) / "repo"
 

@@ -65,7 +65,7 @@ def test_repro_gives_every_output_and_a_second_repro_runs_nothing(built_repo):
 
 
 def test_an_experiment_with_another_model_carries_its_own_metrics(built_with_experiment):
-    # the session's experiment: `dvc exp run -S model=... -S train.epochs=1` on the built demo
+    # the session's queued grid on the built demo (conftest.SWEEP): its point with another model
     show = json.loads(run(["dvc", "exp", "show", "--json"], built_with_experiment).stdout)
     records = experiments(show)
     models = {r["params"]["params.yaml"]["data"]["model"]: r for r in records}

@@ -1,38 +1,43 @@
-"""A sweep through DVC's experiment queue, as the README tells a user to run one."""
+"""A sweep through DVC's experiment queue, as the README tells a user to run one: the session's
+grid (conftest.SWEEP, queued and run by the built_with_experiment fixture)."""
 
 import json
-import time
 
 import pytest
-from conftest import copy_built, run
-from test_pipeline import experiments
+from conftest import SWEEP, run
 
 pytestmark = pytest.mark.slow
 
 
-def test_queue_a_tiny_grid_and_compare(built_pristine, tmp_path, monkeypatch):
-    monkeypatch.setenv("COVERPOP_CACHE", str(tmp_path / "cache"))  # shared by the queued runs
-    repo = copy_built(built_pristine, tmp_path / "repo")  # the tiny demo after `dvc repro`
-    run("git add -A && git -c user.name=t -c user.email=t@t commit -qm baseline", repo)
+def points(show: list) -> dict:
+    """`dvc exp show --json` as {name (the commit's: its branch): (model, train metrics)}."""
+    found = {}
+    for row in show:
+        if row["rev"] == "workspace":
+            continue
+        for rev in [row] + [r for exp in row.get("experiments") or [] for r in exp["revs"]]:
+            data = rev["data"]
+            found[rev["name"]] = (
+                data["params"]["params.yaml"]["data"]["model"],
+                data["metrics"]["metrics/train/metrics.json"]["data"])
+    return found
 
-    run(["dvc", "exp", "run", "--queue", "-S", "model=resnet10t,test_resnet"], repo)
-    assert run(["dvc", "queue", "status"], repo).stdout.count("Queued") == 2
-    run(["dvc", "queue", "start", "--jobs", "1"], repo)
-    deadline = time.time() + 600
-    while time.time() < deadline:
-        status = run(["dvc", "queue", "status"], repo).stdout
-        if "Queued" not in status and "Running" not in status:
-            break
-        time.sleep(5)   # each look is a dvc start (~1 CPU s, taken from the queued runs)
-    run(["dvc", "queue", "stop", "--kill"], repo, check=False)
-    assert "Failed" not in status and "Success" in status, status
 
-    records = experiments(json.loads(run(["dvc", "exp", "show", "--json"], repo).stdout))
-    grid = {}
-    for r in records:
-        grid[r["params"]["params.yaml"]["data"]["model"]] = \
-            r["metrics"]["metrics/train/metrics.json"]["data"]
-    assert {"resnet10t", "test_resnet"} <= set(grid)
-    for metrics in grid.values():  # each run reports its own model next to its blank baseline
+def test_the_queued_grid_ran_every_point_and_compares(built_with_experiment):
+    repo = built_with_experiment
+    names = [f"{SWEEP['name']}-{i}" for i in range(1, len(SWEEP["model"]) + 1)]
+    status = run(["dvc", "queue", "status"], repo).stdout
+    for name in names:   # one task per point of the grid, each a success
+        assert [line.split()[-1] for line in status.splitlines() if name in line.split()] \
+            == ["Success"], status
+
+    found = points(json.loads(run(["dvc", "exp", "show", "--json"], repo).stdout))
+    assert [found[n][0] for n in names] == SWEEP["model"]   # each point ran its own params
+    for _, metrics in found.values():   # each run: its model next to its blank baseline
         assert set(metrics) == {"best_val_mae", "blank_val_mae"}
-    assert grid["resnet10t"]["best_val_mae"] != grid["test_resnet"]["best_val_mae"]
+    commit = found["main"]   # the built demo, committed on main
+    # the first point is the commit's own config: restored from the run-cache, the same numbers
+    assert found[names[0]] == commit
+    assert "Stage 'train' didn't change, skipping" in \
+        run(["dvc", "queue", "logs", names[0]], repo).stdout
+    assert found[names[1]][1]["best_val_mae"] != commit[1]["best_val_mae"]   # another model
