@@ -391,7 +391,8 @@ def test_model_beats_mean_baseline_on_demo_covers():
     x, pop = demo_covers(800, 32)
     n_test = 200
     data = CoverTensors(x, pop, torch.arange(n_test, len(x)), torch.arange(n_test), "demo-800-32")
-    result = train(data, model="resnet10t", normalization="dataset", epochs=6, batch_size=32,
+    # 3 epochs: Spearman 0.66, MAE 13.3 against the mean's 17.9 (6 epochs: 0.69, 12.8; twice the time)
+    result = train(data, model="resnet10t", normalization="dataset", epochs=3, batch_size=32,
                    lr=3e-3, augment=False, warmup_epochs=0.5)
     truth = pop[:n_test].numpy()
     pred = predict(result.model, x[:n_test]).numpy() * 100
