@@ -225,6 +225,19 @@ def wait_for_queue(repo: Path, timeout: float = 600) -> str:
         time.sleep(5)   # each look is a dvc start (~1 CPU s, taken from the queued runs)
 
 
+def exp_points(show: list) -> dict:
+    """`dvc exp show --json` as {name (a commit's: its branch): (model, train metrics)}."""
+    found = {}
+    for row in show:
+        if row["rev"] == "workspace":
+            continue
+        for rev in [row] + [r for exp in row.get("experiments") or [] for r in exp["revs"]]:
+            data = rev["data"]
+            found[rev["name"]] = (data["params"]["params.yaml"]["data"]["model"],
+                                  data["metrics"]["metrics/train/metrics.json"]["data"])
+    return found
+
+
 @pytest.fixture(scope="session")
 def built_with_experiment(built_pristine) -> Path:
     """A copy of the built tiny demo, committed on `main`, after the session's queued grid

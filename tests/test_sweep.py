@@ -4,23 +4,9 @@ grid (conftest.SWEEP, queued and run by the built_with_experiment fixture)."""
 import json
 
 import pytest
-from conftest import SWEEP, run
+from conftest import SWEEP, exp_points, run
 
 pytestmark = pytest.mark.slow
-
-
-def points(show: list) -> dict:
-    """`dvc exp show --json` as {name (the commit's: its branch): (model, train metrics)}."""
-    found = {}
-    for row in show:
-        if row["rev"] == "workspace":
-            continue
-        for rev in [row] + [r for exp in row.get("experiments") or [] for r in exp["revs"]]:
-            data = rev["data"]
-            found[rev["name"]] = (
-                data["params"]["params.yaml"]["data"]["model"],
-                data["metrics"]["metrics/train/metrics.json"]["data"])
-    return found
 
 
 def test_the_queued_grid_ran_every_point_and_compares(built_with_experiment):
@@ -31,7 +17,7 @@ def test_the_queued_grid_ran_every_point_and_compares(built_with_experiment):
         assert [line.split()[-1] for line in status.splitlines() if name in line.split()] \
             == ["Success"], status
 
-    found = points(json.loads(run(["dvc", "exp", "show", "--json"], repo).stdout))
+    found = exp_points(json.loads(run(["dvc", "exp", "show", "--json"], repo).stdout))
     assert [found[n][0] for n in names] == SWEEP["model"]   # each point ran its own params
     for _, metrics in found.values():   # each run: its model next to its blank baseline
         assert set(metrics) == {"best_val_mae", "blank_val_mae"}

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import BIN, EXPERIMENT_SET, copy_built
+from conftest import BIN, EXPERIMENT_SET, copy_built, exp_points
 from s3.dvc_cli import run
 from s3.plugin import isolated_env
 
@@ -63,13 +63,10 @@ def stages_run(output: str) -> list[str]:
 
 def exp_metrics(repo: Path, env: dict, name: str) -> dict:
     """The train metrics `dvc exp show` reports for experiment `name` (from git alone)."""
-    shown = json.loads(run(["dvc", "exp", "show", "--json"], repo, env).stdout)
-    for row in shown:
-        for exp in row.get("experiments") or []:
-            for rev in exp["revs"]:
-                if rev.get("name") == name:
-                    return rev["data"]["metrics"]["metrics/train/metrics.json"]["data"]
-    raise AssertionError(f"experiment {name} not in dvc exp show")
+    found = exp_points(json.loads(run(["dvc", "exp", "show", "--json"], repo, env).stdout))
+    if name not in found:
+        raise AssertionError(f"experiment {name} not in dvc exp show")
+    return found[name][1]
 
 
 def test_teammate_pulls_and_restores_instead_of_rerunning(s3_bucket, built_with_experiment,
