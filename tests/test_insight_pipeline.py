@@ -11,6 +11,7 @@ import torch
 from conftest import make_repo_copy, run
 from PIL import Image
 
+from coverpop import cli
 from coverpop.covers.store import CoverStore
 
 pytestmark = pytest.mark.slow
@@ -99,7 +100,7 @@ def cover_files(repo: Path, cover_ids, folder: Path) -> list[str]:
     return [str(folder / f"{c}.jpg") for c in cover_ids]
 
 
-def test_predict_on_a_trained_checkpoint(built_repo, tmp_path):
+def test_predict_on_a_trained_checkpoint(built_repo, tmp_path, capsys, monkeypatch):
     repo = built_repo
     preds = pd.read_csv(repo / "metrics/eval/predictions.csv", dtype={"track_id": str})
     split = pd.read_csv(repo / "data/split.csv", dtype={"track_id": str, "cover_id": str})
@@ -116,21 +117,28 @@ def test_predict_on_a_trained_checkpoint(built_repo, tmp_path):
     # The CLI agrees with what the evaluate stage predicted for the same covers.
     got = [float(line.split()[0]) for line in out]
     assert got == pytest.approx(preds["predicted"].head(3).tolist(), abs=0.1)
-    rows = json.loads(predict(repo, files[0], "--json", "--features").stdout)
+    # --json --features through the same entry point, in this process (the command as a process
+    # is checked above: a second one would only pay torch's import again)
+    monkeypatch.chdir(repo)
+    assert cli.main(["predict", files[0], "--json", "--features"]) == 0
+    rows = json.loads(capsys.readouterr().out)
     assert rows[0]["file"] == files[0] and 0 <= rows[0]["popularity"] <= 100
+    assert rows[0]["popularity"] == pytest.approx(got[0], abs=0.05)
+    assert {"faces", "saturation", "text"} <= set(rows[0]["features"])
     assert {"faces", "colourfulness", "text"} <= set(rows[0]["features"])
 
 
-def test_predict_with_a_cut_off_checkpoint_is_one_line(built_repo, tmp_path):
+def test_predict_with_a_cut_off_checkpoint_is_one_line(built_repo, tmp_path, capsys):
     repo = built_repo
     split = pd.read_csv(repo / "data/split.csv", dtype={"cover_id": str})
     (cover,) = cover_files(repo, split["cover_id"].head(1), tmp_path / "covers")
     bad_model = tmp_path / "model.pt"
     bad_model.write_bytes((repo / "models/model.pt").read_bytes()[:1000])  # a cut-off download
-    proc = predict(repo, cover, "--model", str(bad_model), check=False)
-    assert proc.returncode == 1 and len(proc.stderr.strip().splitlines()) == 1
-    assert f"error: {bad_model}: not a usable coverpop checkpoint" in proc.stderr
-    assert "dvc pull" in proc.stderr
+    assert cli.main(["predict", cover, "--model", str(bad_model)]) == 1   # as tests/test_cli.py
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1
+    assert f"error: {bad_model}: not a usable coverpop checkpoint" in err
+    assert "dvc pull" in err
 
 
 def test_load_predictor_is_what_the_cli_uses(built_repo):
