@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from conftest import ROOT, built_once, env
+from warm_python import WarmPython
 
 from coverpop.core.lock import exclusive
 
@@ -76,23 +77,59 @@ def real_covers_work():
     return built_once("bench-real-covers", build) / "work"
 
 
+def smoke_env() -> dict:
+    return {**env(), "PYTHONPATH": str(ROOT / "src"), "OMP_NUM_THREADS": "1"}
+
+
+_warm: list[WarmPython] = []
+
+
+def warm_python() -> WarmPython:
+    """This worker's warm Python (tests/warm_python.py), started on first use."""
+    if not _warm:
+        _warm.append(WarmPython(smoke_env()))
+    return _warm[0]
+
+
 def run_smoke(script, tmp_path, *args: str, **extra_env: str) -> subprocess.CompletedProcess:
-    """`python bench/<script> --smoke ARGS` as a user runs it, in tmp_path; it must pass, leave
-    nothing in its temp folder and write nothing into the repository."""
+    """`python bench/<script> --smoke ARGS` as a user runs it, in tmp_path (in a fork of a Python
+    that has imported torch once: most of a torch bench's smoke was its imports); it must pass,
+    leave nothing in its temp folder and write nothing into the repository."""
     tmp = tmp_path / "tmp"
     tmp.mkdir()
-    e = {**env(), "PYTHONPATH": str(ROOT / "src"), "TMPDIR": str(tmp),
-         "COVERPOP_CACHE": str(tmp_path / "cache"), "OMP_NUM_THREADS": "1", **extra_env}
+    e = {**smoke_env(), "TMPDIR": str(tmp), "COVERPOP_CACHE": str(tmp_path / "cache"),
+         **extra_env}
     out_dir = ROOT / "bench" / "out"
     before = sorted(out_dir.rglob("*")) if out_dir.exists() else []
-    proc = subprocess.run([sys.executable, str(script), "--smoke", *args], cwd=tmp_path, env=e,
-                          text=True, capture_output=True, timeout=600)
+    proc = warm_python().run(script, ["--smoke", *args], cwd=tmp_path, env=e, timeout=600)
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
     assert "Traceback" not in proc.stderr
     assert sorted(os.listdir(tmp)) == [], "the bench left temp files behind"
     after = sorted(out_dir.rglob("*")) if out_dir.exists() else []
     assert after == before, "a smoke run wrote figures into the repository"
     return proc
+
+
+@pytest.mark.parametrize("body, code, says", [
+    ("import sys, tempfile, os\nprint(sys.argv[1:], os.environ['MARK'], tempfile.gettempdir())",
+     0, None),
+    ("raise ValueError('boom')", 1, "Traceback"),
+    ("import sys\nsys.exit('stopped: no data')", 1, "stopped: no data"),
+    ("import sys\nsys.exit(3)", 3, None)])
+def test_the_warm_python_runs_a_script_as_python_would(body, code, says, tmp_path):
+    script = tmp_path / "script.py"
+    script.write_text(body + "\n")
+    (tmp_path / "t").mkdir()
+    e = {**smoke_env(), "MARK": "x", "TMPDIR": str(tmp_path / "t")}
+    got = warm_python().run(script, ["--smoke", "a b"], cwd=tmp_path, env=e, timeout=60)
+    want = subprocess.run([sys.executable, str(script), "--smoke", "a b"], cwd=tmp_path, env=e,
+                          text=True, capture_output=True)
+    assert (got.returncode, got.stdout) == (want.returncode, want.stdout) == (code, want.stdout)
+    if says:
+        assert says in got.stderr and says in want.stderr
+    if code == 0:
+        assert got.stdout == f"['--smoke', 'a b'] x {tmp_path / 't'}\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["script.py", "t"]
 
 
 def test_every_bench_has_a_smoke_test():
