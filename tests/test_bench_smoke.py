@@ -2,6 +2,7 @@
 library's public functions only. A new bench is covered by the glob, with nothing to register."""
 
 import ast
+import functools
 import os
 import subprocess
 import sys
@@ -81,14 +82,10 @@ def smoke_env() -> dict:
     return {**env(), "PYTHONPATH": str(ROOT / "src"), "OMP_NUM_THREADS": "1"}
 
 
-_warm: list[WarmPython] = []
-
-
+@functools.cache
 def warm_python() -> WarmPython:
     """This worker's warm Python (tests/warm_python.py), started on first use."""
-    if not _warm:
-        _warm.append(WarmPython(smoke_env()))
-    return _warm[0]
+    return WarmPython(smoke_env())
 
 
 def run_smoke(script, tmp_path, *args: str, **extra_env: str) -> subprocess.CompletedProcess:

@@ -124,8 +124,7 @@ def test_predict_on_a_trained_checkpoint(built_repo, tmp_path, capsys, monkeypat
     rows = json.loads(capsys.readouterr().out)
     assert rows[0]["file"] == files[0] and 0 <= rows[0]["popularity"] <= 100
     assert rows[0]["popularity"] == pytest.approx(got[0], abs=0.05)
-    assert {"faces", "saturation", "text"} <= set(rows[0]["features"])
-    assert {"faces", "colourfulness", "text"} <= set(rows[0]["features"])
+    assert {"faces", "colourfulness", "saturation", "text"} <= set(rows[0]["features"])
 
 
 def test_predict_with_a_cut_off_checkpoint_is_one_line(built_repo, tmp_path, capsys):

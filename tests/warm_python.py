@@ -6,7 +6,7 @@ as `__main__` in a process of its own, with its own argv, environment, cwd, stdo
 and exits as Python would (a traceback and 1 on an exception), but finds those modules loaded.
 
 The parent (`WarmPython`) writes one JSON request per line on our stdin and reads the exit code
-back; we exit when stdin closes. Variables that the preloaded modules read at import time
+back; we exit when stdin closes (when the test worker that started us exits). Variables that the preloaded modules read at import time
 (OMP_NUM_THREADS, HF_HUB_OFFLINE) must be the same in every request as in our own environment.
 """
 
@@ -65,10 +65,6 @@ class WarmPython:
         err.unlink()
         return result
 
-    def close(self) -> None:
-        self.proc.stdin.close()
-        self.proc.wait(timeout=30)
-
 
 def _child(request: dict) -> None:
     """In the fork: become the script's process, run it, exit as `python script` would."""
@@ -91,9 +87,11 @@ def _child(request: dict) -> None:
     try:
         runpy.run_path(sys.argv[0], run_name="__main__")
     except SystemExit as stop:
-        code = stop.code if isinstance(stop.code, int) else (0 if stop.code is None else 1)
-        if stop.code is not None and not isinstance(stop.code, int):
+        if stop.code is None or isinstance(stop.code, int):
+            code = stop.code or 0
+        else:   # sys.exit("message"): printed, exit 1
             print(stop.code, file=sys.stderr)
+            code = 1
     except BaseException:
         traceback.print_exc()
         code = 1
@@ -111,7 +109,6 @@ def main() -> None:
         request = json.loads(line)
         pid = os.fork()
         if pid == 0:
-            sys.stdout.flush()
             _child(request)
         print(pid, flush=True)
         _, status = os.waitpid(pid, 0)
