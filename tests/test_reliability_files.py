@@ -7,7 +7,8 @@ something else than what was the case.
    skips them with one line instead of dying (or hanging on a FIFO).
 6. A folder where a file is expected is not "file not found"; scikit-learn's "least populated
    class" warning becomes one line of ours; a library's warning is one line, not a source
-   excerpt."""
+   excerpt. A stage that fails while a thread still runs C++ code (covers in flight, a torch
+   op) exits with its own code, not an abort."""
 
 import os
 import subprocess
@@ -211,3 +212,37 @@ def test_an_os_error_no_write_of_ours_caught_is_one_line_that_does_not_misread_i
     assert proc.returncode == 1
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(line), proc.stderr
+
+
+@pytest.mark.parametrize("ending,code,last", [
+    ("raise CoverpopError('data/split.csv: no test rows')", 1,
+     "error: data/split.csv: no test rows"),
+    ("sys.exit(130)", 130, "atexit ran"),
+    ("raise RuntimeError('a bug')", 1, "RuntimeError: a bug"),
+])
+def test_a_stage_that_fails_while_a_thread_runs_torch_exits_with_its_code(tmp_path, ending, code,
+                                                                          last):
+    # Python's own exit ends a daemon thread inside C++ (here a torch matmul; in scrape_images
+    # the covers a full disk abandoned in flight) with pthread_exit: the process aborted (134,
+    # "terminate called without an active exception") instead of exiting with its code.
+    script = tmp_path / "stage.py"
+    script.write_text(
+        "import atexit, sys, threading, time, torch\n"
+        "from coverpop.core.errors import CoverpopError, run_stage\n"
+        "torch.set_num_threads(1)\n"
+        "def busy():\n"
+        "    a = torch.randn(800, 800)\n"
+        "    while True:\n"
+        "        a @ a\n"
+        "def main():\n"
+        "    atexit.register(lambda: print('atexit ran', file=sys.stderr))\n"
+        "    threading.Thread(target=busy, daemon=True).start()\n"
+        "    time.sleep(0.2)\n"
+        f"    {ending}\n"
+        "run_stage(main)\n")
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(REPO / "src")}, timeout=60)
+    assert proc.returncode == code, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert lines[-1] == "atexit ran" and last in lines[-2:], proc.stderr
+    assert "terminate called" not in proc.stderr

@@ -7,6 +7,7 @@ and warnings from libraries are one line each too, not a source excerpt.
 
 from __future__ import annotations
 
+import atexit
 import errno
 import os
 import select
@@ -15,8 +16,10 @@ import stat
 import sys
 import threading
 import time
+import traceback
 import warnings
 from collections.abc import Callable
+from typing import NoReturn
 from pathlib import Path
 
 from coverpop.core.redact import redact_text
@@ -155,20 +158,56 @@ def _watch_interrupts() -> None:
     threading.Thread(target=watch, daemon=True, name="coverpop-interrupts").start()
 
 
+def _left_running(started: set[threading.Thread]) -> bool:
+    """Whether threads the stage started still run (covers a failure abandoned in flight)."""
+    return any(t.is_alive() for t in threading.enumerate() if t not in started)
+
+
+def _leave(code: int | str | None, started: set[threading.Thread]) -> NoReturn:
+    """sys.exit(code); but when threads the stage started still run, the same exit (handlers
+    included) without Python's finalization: that ends each daemon thread still inside C++ code
+    (a torch op, a decoder) with pthread_exit, and unwinding through C++ aborts the process
+    ('terminate called without an active exception', exit 134) instead of exiting `code`."""
+    if not _left_running(started):
+        sys.exit(code)   # as before; a caller running the stage in-process sees SystemExit
+    if code is not None and not isinstance(code, int):
+        print(code, file=sys.stderr)
+        code = 1
+    atexit._run_exitfuncs()   # temp folders, logging, child processes: as a normal exit does
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):   # a closed pipe or stream: nothing more can be said
+            pass
+    os._exit(code or 0)
+
+
+def _crash(started: set[threading.Thread]) -> NoReturn:
+    """The exception being handled goes on up, as Python would print it and exit 1, unless
+    threads the stage started still run: then its traceback and _leave(1)."""
+    if not _left_running(started):
+        raise   # called from an except block: re-raises the exception it handles
+    traceback.print_exc()
+    _leave(1, started)
+
+
 def run_stage(main: Callable[[], None]) -> None:
     """Run a stage's main(); a CoverpopError or a failed write exits 1 with one line (no
-    traceback wall); Ctrl-C and SIGTERM exit 130 within a second, whatever threads are left."""
+    traceback wall); Ctrl-C and SIGTERM exit 130 within a second, whatever threads are left.
+    A failure leaves through _leave, so threads it left running cannot turn the exit code into
+    an abort."""
     # SIGTERM (a CI timeout, `kill`) stops the stage the way Ctrl-C does, and so does SIGINT even
     # when a shell started us in the background with it ignored.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     signal.signal(signal.SIGINT, signal.default_int_handler)
     _watch_interrupts()
     warnings.showwarning = _one_line_warning
+    started = set(threading.enumerate())
     try:
         main()
     except CoverpopError as err:
         print(f"error: {redact_text(err)}", file=sys.stderr)   # no credential in any output
-        sys.exit(1)
+        _leave(1, started)
     except OSError as err:   # one that no write of ours caught: a library's, or a read
         named = err.filename2 or err.filename   # a copy or rename: the destination
         name = os.fsdecode(named) if named else None
@@ -178,8 +217,12 @@ def run_stage(main: Callable[[], None]) -> None:
             found = (f"{name}: {_DISK[err.errno][0]} ({errno.errorcode[err.errno]}); check it "
                      "and the folders above it, then run again")
         else:
-            raise
+            _crash(started)
         print(f"error: {redact_text(found)}", file=sys.stderr)
-        sys.exit(1)
+        _leave(1, started)
     except KeyboardInterrupt:
         _exit_interrupted()
+    except SystemExit as stop:   # the stage's own (scrape_images: 130 after Ctrl-C)
+        _leave(stop.code, started)
+    except BaseException:        # a bug
+        _crash(started)
