@@ -33,6 +33,12 @@ from coverpop.tracks import inputs  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 
 
+def run_script(script: Path) -> subprocess.CompletedProcess:
+    """A stage-like script in its own Python, with this checkout's coverpop."""
+    return subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(REPO / "src")}, timeout=60)
+
+
 def picture(path: Path, colour=(200, 30, 30)) -> None:
     Image.new("RGB", (120, 120), colour).save(path)
 
@@ -186,8 +192,7 @@ def test_a_library_warning_in_a_stage_is_one_line(tmp_path):
         "    warnings.warn('something odd\\nsecond line', FutureWarning)\n"
         "    print('done')\n"
         "run_stage(main)\n")
-    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
-                          env={**os.environ, "PYTHONPATH": str(REPO / "src")}, timeout=60)
+    proc = run_script(script)
     assert proc.returncode == 0 and proc.stdout == "done\n"
     assert proc.stderr.strip().splitlines() == ["warning: something odd (FutureWarning, "
                                                 f"{tmp_path.name})"]
@@ -207,8 +212,7 @@ def test_an_os_error_no_write_of_ours_caught_is_one_line_that_does_not_misread_i
     script = tmp_path / "stage.py"
     script.write_text("import errno\nfrom coverpop.core.errors import run_stage\n"
                       f"def main():\n    {code}\nrun_stage(main)\n")
-    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
-                          env={**os.environ, "PYTHONPATH": str(REPO / "src")}, timeout=60)
+    proc = run_script(script)
     assert proc.returncode == 1
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(line), proc.stderr
@@ -240,8 +244,7 @@ def test_a_stage_that_fails_while_a_thread_runs_torch_exits_with_its_code(tmp_pa
         "    time.sleep(0.2)\n"
         f"    {ending}\n"
         "run_stage(main)\n")
-    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
-                          env={**os.environ, "PYTHONPATH": str(REPO / "src")}, timeout=60)
+    proc = run_script(script)
     assert proc.returncode == code, proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert lines[-1] == "atexit ran" and last in lines[-2:], proc.stderr

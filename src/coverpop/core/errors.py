@@ -19,8 +19,8 @@ import time
 import traceback
 import warnings
 from collections.abc import Callable
-from typing import NoReturn
 from pathlib import Path
+from typing import NoReturn
 
 from coverpop.core.redact import redact_text
 
@@ -124,11 +124,19 @@ INTERRUPTED = "interrupted: finished work is kept; run the stage again to resume
 GRACE_S = 1.5   # after Ctrl-C, how long the stage may take to leave on its own
 
 
-def _exit_interrupted() -> None:
+def _exit_now(code: int) -> NoReturn:
+    """os._exit(code) once what was printed is out: no finalization, no waiting for threads."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):   # a closed pipe or stream: nothing more can be said
+            pass
+    os._exit(code)
+
+
+def _exit_interrupted() -> NoReturn:
     print(INTERRUPTED, file=sys.stderr)
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(130)   # not sys.exit: a thread stuck in a library call would hold up the exit
+    _exit_now(130)   # not sys.exit: a thread stuck in a library call would hold up the exit
 
 
 def _watch_interrupts() -> None:
@@ -174,12 +182,7 @@ def _leave(code: int | str | None, started: set[threading.Thread]) -> NoReturn:
         print(code, file=sys.stderr)
         code = 1
     atexit._run_exitfuncs()   # temp folders, logging, child processes: as a normal exit does
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except (OSError, ValueError):   # a closed pipe or stream: nothing more can be said
-            pass
-    os._exit(code or 0)
+    _exit_now(code or 0)
 
 
 def _crash(started: set[threading.Thread]) -> NoReturn:
